@@ -1,0 +1,109 @@
+//! The closed set of things the audit log records, and who did them.
+
+use bulwark_types::{CertSerial, DeviceId, DeviceState, GroupId, RevocationReason, Role};
+use serde::{Deserialize, Serialize};
+
+/// Who caused an audited event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// An operator, by token id (never the token itself).
+    Operator { token_id: String, role: Role },
+    /// A device, authenticated by its certificate.
+    Device { device_id: DeviceId },
+    /// A claim (factory batch) certificate.
+    Claim { claim_id: String },
+    /// An unauthenticated caller, by source address.
+    Anonymous { source: String },
+    /// The server itself (start-up, timers).
+    System,
+}
+
+impl Actor {
+    /// A compact, stable rendering stored beside the event.
+    pub fn render(&self) -> String {
+        match self {
+            Actor::Operator { token_id, role } => format!("operator:{token_id}:{role}"),
+            Actor::Device { device_id } => format!("device:{device_id}"),
+            Actor::Claim { claim_id } => format!("claim:{claim_id}"),
+            Actor::Anonymous { source } => format!("anonymous:{source}"),
+            Actor::System => "system".to_string(),
+        }
+    }
+}
+
+/// How a device obtained a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollMethod {
+    EnrollmentToken,
+    ClaimCertificate,
+    Reenroll,
+}
+
+/// Every kind of audited event. Closed: adding a kind is a code change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditEvent {
+    ServerInitialized {
+        root_fingerprint: String,
+    },
+    GroupCreated {
+        group: GroupId,
+    },
+    DeviceRegistered {
+        device_id: DeviceId,
+        group: GroupId,
+    },
+    DeviceEnrolled {
+        device_id: DeviceId,
+        group: GroupId,
+        serial: CertSerial,
+        method: EnrollMethod,
+    },
+    EnrollmentRefused {
+        reason: String,
+        device_id: Option<DeviceId>,
+    },
+    EnrollmentTokenCreated {
+        token_id: String,
+        group: GroupId,
+        device_id: Option<DeviceId>,
+        expires_at: String,
+    },
+    EnrollmentTokenUsed {
+        token_id: String,
+        device_id: DeviceId,
+    },
+    ClaimCreated {
+        claim_id: String,
+        group: GroupId,
+        serial: CertSerial,
+    },
+    CertificateRevoked {
+        serial: CertSerial,
+        reason: RevocationReason,
+        device_id: Option<DeviceId>,
+    },
+    DeviceStateChanged {
+        device_id: DeviceId,
+        from: DeviceState,
+        to: DeviceState,
+    },
+    OperatorTokenCreated {
+        token_id: String,
+        role: Role,
+        name: String,
+        expires_at: String,
+    },
+    OperatorTokenRevoked {
+        token_id: String,
+    },
+    AuthenticationFailed {
+        reason: String,
+    },
+    AuthorizationDenied {
+        action: String,
+    },
+}
+

@@ -1,0 +1,722 @@
+//! `impl Store for SqliteStore`: each operation is one read or one write job.
+
+use async_trait::async_trait;
+use bulwark_audit::{Actor, AuditEvent, Checkpoint, EnrollMethod, Entry};
+use bulwark_types::{
+    CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState,
+    EnrollToken, Group, OperatorToken, RevocationReason,
+};
+use rusqlite::{params, OptionalExtension};
+
+use super::rows::{self, ms};
+use super::writer::{rfc3339, WriteTx};
+use super::{audit_entry, read_checkpoints, SqliteStore};
+use crate::{
+    CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment, NewCert, NewClaim, NewDevice,
+    NewEnrollToken, NewGroup, NewOperatorToken, Reenrollment, Result, RevokedCert, Store,
+    StoreError, TokenHash, Transition,
+};
+
+fn insert_cert(tx: &WriteTx<'_>, c: &NewCert) -> Result<()> {
+    let n = tx
+        .conn
+        .prepare_cached(
+            "INSERT INTO certificates (serial, kind, subject, fingerprint, der, not_before, \
+             not_after, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT(serial) DO NOTHING",
+        )?
+        .execute(params![
+            c.serial.to_hex(),
+            c.kind.as_str(),
+            c.subject,
+            c.fingerprint_sha256,
+            c.der,
+            ms(c.not_before),
+            ms(c.not_after),
+            ms(tx.now),
+        ])?;
+    if n == 0 {
+        return Err(StoreError::AlreadyExists {
+            what: "certificate serial",
+        });
+    }
+    Ok(())
+}
+
+fn require_group(tx: &WriteTx<'_>, group: &str) -> Result<()> {
+    if rows::group_exists(tx.conn, group)? {
+        Ok(())
+    } else {
+        Err(StoreError::NoSuchGroup(group.to_string()))
+    }
+}
+
+fn load_device(tx: &WriteTx<'_>, id: &DeviceId) -> Result<Device> {
+    rows::get_device(tx.conn, id.as_str())?.ok_or(StoreError::NotFound { what: "device" })
+}
+
+/// Revokes one certificate inside a transaction and audits it.
+fn revoke_in(
+    tx: &mut WriteTx<'_>,
+    serial: &CertSerial,
+    reason: RevocationReason,
+    actor: &Actor,
+) -> Result<Certificate> {
+    let rec = rows::get_cert(tx.conn, serial)?.ok_or(StoreError::NotFound {
+        what: "certificate",
+    })?;
+    if rec.info.revoked_at.is_some() {
+        return Err(StoreError::AlreadyRevoked(serial.to_hex()));
+    }
+    tx.conn
+        .prepare_cached(
+            "UPDATE certificates SET revoked_at = ?2, revocation_reason = ?3 WHERE serial = ?1",
+        )?
+        .execute(params![serial.to_hex(), ms(tx.now), reason.as_str()])?;
+    let device_id = (rec.info.kind == CertKind::Device)
+        .then(|| DeviceId::new(rec.info.subject.clone()).ok())
+        .flatten();
+    tx.audit(
+        actor,
+        &AuditEvent::CertificateRevoked {
+            serial: serial.clone(),
+            reason,
+            device_id,
+        },
+    )?;
+    let mut info = rec.info;
+    info.revoked_at = Some(tx.now);
+    info.revocation_reason = Some(reason);
+    Ok(info)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_group(&self, g: NewGroup, actor: Actor) -> Result<Group> {
+        self.write(move |tx| {
+            let n = tx
+                .conn
+                .prepare_cached(
+                    "INSERT INTO groups (name, description, created_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT(name) DO NOTHING",
+                )?
+                .execute(params![g.name.as_str(), g.description, ms(tx.now)])?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists { what: "group" });
+            }
+            tx.audit(&actor, &AuditEvent::GroupCreated { group: g.name.clone() })?;
+            Ok(Group {
+                name: g.name,
+                description: g.description,
+                device_count: 0,
+                created_at: tx.now,
+            })
+        })
+        .await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT g.name, g.description, g.created_at, \
+                 (SELECT COUNT(*) FROM devices d WHERE d.group_name = g.name) \
+                 FROM groups g ORDER BY g.name",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, description, created, count) = row?;
+                out.push(Group {
+                    name: bulwark_types::GroupId::new(name).map_err(StoreError::internal)?,
+                    description,
+                    device_count: count as u64,
+                    created_at: rows::from_ms(created),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_device(&self, d: NewDevice, actor: Actor) -> Result<Device> {
+        self.write(move |tx| {
+            require_group(tx, d.group.as_str())?;
+            let labels = serde_json::to_string(&d.labels).map_err(StoreError::internal)?;
+            let n = tx
+                .conn
+                .prepare_cached(
+                    "INSERT INTO devices (id, group_name, state, labels, hardware_model, created_at) \
+                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+                )?
+                .execute(params![
+                    d.id.as_str(),
+                    d.group.as_str(),
+                    labels,
+                    d.hardware_model,
+                    ms(tx.now)
+                ])?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists { what: "device" });
+            }
+            tx.audit(
+                &actor,
+                &AuditEvent::DeviceRegistered {
+                    device_id: d.id.clone(),
+                    group: d.group.clone(),
+                },
+            )?;
+            load_device(tx, &d.id)
+        })
+        .await
+    }
+
+    async fn update_device(&self, id: DeviceId, u: DeviceUpdate, _actor: Actor) -> Result<Device> {
+        self.write(move |tx| {
+            let dev = load_device(tx, &id)?;
+            let labels = serde_json::to_string(u.labels.as_ref().unwrap_or(&dev.labels))
+                .map_err(StoreError::internal)?;
+            tx.conn
+                .prepare_cached(
+                    "UPDATE devices SET labels = ?2, hardware_model = ?3, firmware_version = ?4 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id.as_str(),
+                    labels,
+                    u.hardware_model.or(dev.hardware_model),
+                    u.firmware_version.or(dev.firmware_version),
+                ])?;
+            load_device(tx, &id)
+        })
+        .await
+    }
+
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>> {
+        let id = id.clone();
+        self.read(move |c| {
+            let Some(device) = rows::get_device(c, id.as_str())? else {
+                return Ok(None);
+            };
+            let certificates = rows::device_certs(c, id.as_str())?;
+            Ok(Some(DeviceDetail {
+                device,
+                certificates,
+            }))
+        })
+        .await
+    }
+
+    async fn list_devices(&self, f: DeviceFilter) -> Result<Vec<Device>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM devices WHERE (?1 IS NULL OR group_name = ?1) \
+                 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id > ?3) \
+                 ORDER BY id LIMIT ?4",
+                rows::DEVICE_COLS
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(
+                params![
+                    f.group.as_ref().map(|g| g.as_str()),
+                    f.state.map(|s| s.as_str()),
+                    f.after.as_ref().map(|a| a.as_str()),
+                    f.limit.map(i64::from).unwrap_or(-1),
+                ],
+                rows::device,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn transition_device(
+        &self,
+        id: DeviceId,
+        to: DeviceState,
+        actor: Actor,
+    ) -> Result<Transition> {
+        self.write(move |tx| {
+            let dev = load_device(tx, &id)?;
+            let from = dev.state;
+            from.transition(to)?;
+            tx.conn
+                .prepare_cached("UPDATE devices SET state = ?2 WHERE id = ?1")?
+                .execute(params![id.as_str(), to.as_str()])?;
+            tx.audit(
+                &actor,
+                &AuditEvent::DeviceStateChanged {
+                    device_id: id.clone(),
+                    from,
+                    to,
+                },
+            )?;
+            let mut revoked = Vec::new();
+            if to == DeviceState::Decommissioned {
+                let live: Vec<String> = {
+                    let mut st = tx.conn.prepare_cached(
+                        "SELECT serial FROM certificates WHERE kind = 'device' AND subject = ?1 \
+                         AND revoked_at IS NULL",
+                    )?;
+                    let r = st.query_map([id.as_str()], |r| r.get(0))?;
+                    r.collect::<rusqlite::Result<_>>()?
+                };
+                for s in live {
+                    let serial = CertSerial::parse_hex(&s).map_err(StoreError::internal)?;
+                    revoke_in(tx, &serial, RevocationReason::CessationOfOperation, &actor)?;
+                    revoked.push(serial);
+                }
+            }
+            Ok(Transition {
+                from,
+                device: load_device(tx, &id)?,
+                revoked,
+            })
+        })
+        .await
+    }
+
+    async fn get_certificate(&self, serial: &CertSerial) -> Result<Option<CertRecord>> {
+        let serial = serial.clone();
+        self.read(move |c| rows::get_cert(c, &serial)).await
+    }
+
+    async fn revoke_certificate(
+        &self,
+        serial: CertSerial,
+        reason: RevocationReason,
+        actor: Actor,
+    ) -> Result<Certificate> {
+        self.write(move |tx| revoke_in(tx, &serial, reason, &actor))
+            .await
+    }
+
+    async fn revoked_certificates(&self) -> Result<Vec<RevokedCert>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {} FROM certificates WHERE revoked_at IS NOT NULL ORDER BY revoked_at",
+                rows::CERT_COLS
+            ))?;
+            let r = st.query_map([], rows::certificate)?;
+            let mut out = Vec::new();
+            for c in r {
+                let c = c?;
+                if let Some(revoked_at) = c.revoked_at {
+                    out.push(RevokedCert {
+                        serial: c.serial,
+                        revoked_at,
+                        reason: c.revocation_reason.unwrap_or_default(),
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_server_certificate(&self, cert: NewCert) -> Result<()> {
+        self.write(move |tx| insert_cert(tx, &cert)).await
+    }
+
+    async fn next_crl_number(&self) -> Result<u64> {
+        self.write(|tx| {
+            let n: i64 = tx.conn.query_row(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'crl_number' \
+                 RETURNING CAST(value AS INTEGER)",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn create_enroll_token(&self, t: NewEnrollToken, actor: Actor) -> Result<EnrollToken> {
+        self.write(move |tx| {
+            require_group(tx, t.group.as_str())?;
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO enroll_tokens (id, hash, group_name, device_id, created_at, \
+                     expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    t.id,
+                    &t.hash[..],
+                    t.group.as_str(),
+                    t.device_id.as_ref().map(|d| d.as_str()),
+                    ms(tx.now),
+                    ms(t.expires_at)
+                ])?;
+            tx.audit(
+                &actor,
+                &AuditEvent::EnrollmentTokenCreated {
+                    token_id: t.id.clone(),
+                    group: t.group.clone(),
+                    device_id: t.device_id.clone(),
+                    expires_at: rfc3339(t.expires_at),
+                },
+            )?;
+            Ok(EnrollToken {
+                id: t.id,
+                group: t.group,
+                device_id: t.device_id,
+                created_at: tx.now,
+                expires_at: t.expires_at,
+                used_at: None,
+                used_by: None,
+            })
+        })
+        .await
+    }
+
+    async fn list_enroll_tokens(&self) -> Result<Vec<EnrollToken>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {} FROM enroll_tokens ORDER BY created_at DESC LIMIT 10000",
+                rows::ENROLL_TOKEN_COLS
+            ))?;
+            let r = st.query_map([], rows::enroll_token)?;
+            Ok(r.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn find_enroll_token(&self, hash: &TokenHash) -> Result<Option<EnrollToken>> {
+        let hash = *hash;
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {} FROM enroll_tokens WHERE hash = ?1",
+                rows::ENROLL_TOKEN_COLS
+            ))?
+            .query_row([&hash[..]], rows::enroll_token)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn commit_enrollment(&self, e: Enrollment) -> Result<Device> {
+        self.write(move |tx| enroll_in(tx, e)).await
+    }
+
+    async fn commit_reenrollment(&self, r: Reenrollment) -> Result<Device> {
+        self.write(move |tx| {
+            let old = rows::get_cert(tx.conn, &r.old_serial)?.ok_or(StoreError::NotFound {
+                what: "certificate",
+            })?;
+            if old.info.kind != CertKind::Device || old.info.subject != r.device_id.as_str() {
+                return Err(StoreError::CertificateMismatch(r.old_serial.to_hex()));
+            }
+            if old.info.revoked_at.is_some() {
+                return Err(StoreError::CertificateRevoked(r.old_serial.to_hex()));
+            }
+            if old.info.not_after <= tx.now {
+                return Err(StoreError::CertificateExpired(r.old_serial.to_hex()));
+            }
+            let dev = load_device(tx, &r.device_id)?;
+            if !matches!(dev.state, DeviceState::Active | DeviceState::Quarantined) {
+                return Err(StoreError::DeviceState {
+                    device: dev.id.to_string(),
+                    state: dev.state.to_string(),
+                });
+            }
+            insert_cert(tx, &r.cert)?;
+            tx.audit(
+                &Actor::Device {
+                    device_id: r.device_id.clone(),
+                },
+                &AuditEvent::DeviceEnrolled {
+                    device_id: r.device_id.clone(),
+                    group: dev.group.clone(),
+                    serial: r.cert.serial.clone(),
+                    method: EnrollMethod::Reenroll,
+                },
+            )?;
+            Ok(dev)
+        })
+        .await
+    }
+
+    async fn create_claim(&self, c: NewClaim, actor: Actor) -> Result<Claim> {
+        self.write(move |tx| {
+            require_group(tx, c.group.as_str())?;
+            insert_cert(tx, &c.cert)?;
+            let n = tx
+                .conn
+                .prepare_cached(
+                    "INSERT INTO claims (id, group_name, serial, rate_per_minute, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+                )?
+                .execute(params![
+                    c.id,
+                    c.group.as_str(),
+                    c.cert.serial.to_hex(),
+                    c.rate_per_minute,
+                    ms(tx.now)
+                ])?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists { what: "claim" });
+            }
+            tx.audit(
+                &actor,
+                &AuditEvent::ClaimCreated {
+                    claim_id: c.id.clone(),
+                    group: c.group.clone(),
+                    serial: c.cert.serial.clone(),
+                },
+            )?;
+            Ok(Claim {
+                id: c.id,
+                group: c.group,
+                serial: c.cert.serial,
+                rate_per_minute: c.rate_per_minute,
+                enrollments: 0,
+                created_at: tx.now,
+            })
+        })
+        .await
+    }
+
+    async fn get_claim(&self, id: &str) -> Result<Option<Claim>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {} FROM claims WHERE id = ?1",
+                rows::CLAIM_COLS
+            ))?
+            .query_row([id], rows::claim)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_claims(&self) -> Result<Vec<Claim>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {} FROM claims ORDER BY created_at DESC",
+                rows::CLAIM_COLS
+            ))?;
+            let r = st.query_map([], rows::claim)?;
+            Ok(r.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn create_operator_token(
+        &self,
+        t: NewOperatorToken,
+        actor: Actor,
+    ) -> Result<OperatorToken> {
+        self.write(move |tx| {
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO operator_tokens (id, hash, name, role, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    t.id,
+                    &t.hash[..],
+                    t.name,
+                    t.role.as_str(),
+                    ms(tx.now),
+                    ms(t.expires_at)
+                ])?;
+            tx.audit(
+                &actor,
+                &AuditEvent::OperatorTokenCreated {
+                    token_id: t.id.clone(),
+                    role: t.role,
+                    name: t.name.clone(),
+                    expires_at: rfc3339(t.expires_at),
+                },
+            )?;
+            Ok(OperatorToken {
+                id: t.id,
+                name: t.name,
+                role: t.role,
+                created_at: tx.now,
+                expires_at: t.expires_at,
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn find_operator_token(&self, hash: &TokenHash) -> Result<Option<OperatorToken>> {
+        let hash = *hash;
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {} FROM operator_tokens WHERE hash = ?1",
+                rows::OPERATOR_TOKEN_COLS
+            ))?
+            .query_row([&hash[..]], rows::operator_token)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_operator_tokens(&self) -> Result<Vec<OperatorToken>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {} FROM operator_tokens ORDER BY created_at",
+                rows::OPERATOR_TOKEN_COLS
+            ))?;
+            let r = st.query_map([], rows::operator_token)?;
+            Ok(r.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_operator_token(&self, id: String, actor: Actor) -> Result<OperatorToken> {
+        self.write(move |tx| {
+            let load = |tx: &WriteTx<'_>| -> Result<OperatorToken> {
+                tx.conn
+                    .prepare_cached(&format!(
+                        "SELECT {} FROM operator_tokens WHERE id = ?1",
+                        rows::OPERATOR_TOKEN_COLS
+                    ))?
+                    .query_row([&id], rows::operator_token)
+                    .optional()?
+                    .ok_or(StoreError::NotFound {
+                        what: "operator token",
+                    })
+            };
+            if load(tx)?.revoked_at.is_some() {
+                return Err(StoreError::TokenAlreadyRevoked(id.clone()));
+            }
+            tx.conn
+                .prepare_cached("UPDATE operator_tokens SET revoked_at = ?2 WHERE id = ?1")?
+                .execute(params![id, ms(tx.now)])?;
+            tx.audit(
+                &actor,
+                &AuditEvent::OperatorTokenRevoked {
+                    token_id: id.clone(),
+                },
+            )?;
+            load(tx)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, actor: Actor, event: AuditEvent) -> Result<u64> {
+        self.write(move |tx| tx.audit(&actor, &event)).await
+    }
+
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<Entry>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, ts, actor, event, prev_hash, hash FROM audit_log WHERE seq > ?1 \
+                 ORDER BY seq LIMIT ?2",
+            )?;
+            let r = st.query_map(params![after as i64, limit], audit_entry)?;
+            Ok(r.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.read(read_checkpoints).await
+    }
+
+    async fn checkpoint_now(&self) -> Result<()> {
+        self.request_checkpoint().await
+    }
+}
+
+/// Consumes the credential, activates the device, records the certificate.
+fn enroll_in(tx: &mut WriteTx<'_>, e: Enrollment) -> Result<Device> {
+    let now = tx.now;
+    let mut token_id = None;
+    match &e.auth {
+        EnrollAuth::Token(hash) => {
+            let t = tx
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM enroll_tokens WHERE hash = ?1",
+                    rows::ENROLL_TOKEN_COLS
+                ))?
+                .query_row([&hash[..]], rows::enroll_token)
+                .optional()?
+                .ok_or(StoreError::TokenInvalid)?;
+            if t.used_at.is_some() {
+                return Err(StoreError::TokenUsed);
+            }
+            if t.expires_at <= now {
+                return Err(StoreError::TokenExpired);
+            }
+            if t.group != e.group || t.device_id.as_ref().is_some_and(|d| *d != e.device_id) {
+                return Err(StoreError::TokenInvalid);
+            }
+            tx.conn
+                .prepare_cached("UPDATE enroll_tokens SET used_at = ?2, used_by = ?3 WHERE id = ?1")?
+                .execute(params![t.id, ms(now), e.device_id.as_str()])?;
+            token_id = Some(t.id);
+        }
+        EnrollAuth::Claim(id) => {
+            let n = tx
+                .conn
+                .prepare_cached("UPDATE claims SET enrollments = enrollments + 1 WHERE id = ?1")?
+                .execute([id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound { what: "claim" });
+            }
+        }
+    }
+    match rows::get_device(tx.conn, e.device_id.as_str())? {
+        Some(d) if d.group != e.group => {
+            return Err(StoreError::GroupMismatch {
+                device: d.id.to_string(),
+                expected: e.group.to_string(),
+                actual: d.group.to_string(),
+            })
+        }
+        Some(d) if d.state != DeviceState::Pending => {
+            return Err(StoreError::AlreadyEnrolled(d.id.to_string()))
+        }
+        Some(_) => {
+            tx.conn
+                .prepare_cached(
+                    "UPDATE devices SET state = 'active', enrolled_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![e.device_id.as_str(), ms(now)])?;
+        }
+        None => {
+            require_group(tx, e.group.as_str())?;
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO devices (id, group_name, state, created_at, enrolled_at) \
+                     VALUES (?1, ?2, 'active', ?3, ?3)",
+                )?
+                .execute(params![e.device_id.as_str(), e.group.as_str(), ms(now)])?;
+        }
+    }
+    insert_cert(tx, &e.cert)?;
+    if let Some(token_id) = token_id {
+        tx.audit(
+            &e.actor,
+            &AuditEvent::EnrollmentTokenUsed {
+                token_id,
+                device_id: e.device_id.clone(),
+            },
+        )?;
+    }
+    let method = match e.auth {
+        EnrollAuth::Token(_) => EnrollMethod::EnrollmentToken,
+        EnrollAuth::Claim(_) => EnrollMethod::ClaimCertificate,
+    };
+    tx.audit(
+        &e.actor,
+        &AuditEvent::DeviceEnrolled {
+            device_id: e.device_id.clone(),
+            group: e.group.clone(),
+            serial: e.cert.serial.clone(),
+            method,
+        },
+    )?;
+    load_device(tx, &e.device_id)
+}

@@ -1,0 +1,48 @@
+//! Operator roles and what each may do.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The role an operator token carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including token management.
+    Admin,
+    /// Fleet operations: devices, groups, enrollment, revocation.
+    Operator,
+    /// Read-only, including the audit log.
+    Auditor,
+    /// May only create enrollment tokens and read groups.
+    Enroller,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Operator => "operator",
+            Self::Auditor => "auditor",
+            Self::Enroller => "enroller",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "admin" => Self::Admin,
+            "operator" => Self::Operator,
+            "auditor" => Self::Auditor,
+            "enroller" => Self::Enroller,
+            _ => return None,
+        })
+    }
+
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Auditor, Role::Enroller];
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
