@@ -106,4 +106,3 @@ pub enum AuditEvent {
         action: String,
     },
 }
-

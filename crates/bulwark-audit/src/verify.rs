@@ -19,7 +19,9 @@ pub enum VerifyError {
     CheckpointMismatch { seq: u64 },
     #[error("checkpoint at entry {seq}: bad signature")]
     BadCheckpointSignature { seq: u64 },
-    #[error("log truncated: a signed checkpoint covers entry {seq} but the log ends at entry {last}")]
+    #[error(
+        "log truncated: a signed checkpoint covers entry {seq} but the log ends at entry {last}"
+    )]
     Truncated { seq: u64, last: u64 },
 }
 
@@ -186,7 +188,10 @@ mod tests {
         let mut log = Log::new(25, 10);
         log.entries[6].event = "{}".into();
         log.rehash_from(6);
-        assert_eq!(log.check(), Err(VerifyError::CheckpointMismatch { seq: 10 }));
+        assert_eq!(
+            log.check(),
+            Err(VerifyError::CheckpointMismatch { seq: 10 })
+        );
     }
 
     #[test]
@@ -213,7 +218,10 @@ mod tests {
     fn truncation_after_checkpoint_is_detected() {
         let mut log = Log::new(25, 10);
         log.entries.truncate(15);
-        assert_eq!(log.check(), Err(VerifyError::Truncated { seq: 20, last: 15 }));
+        assert_eq!(
+            log.check(),
+            Err(VerifyError::Truncated { seq: 20, last: 15 })
+        );
     }
 
     #[test]

@@ -39,8 +39,12 @@ pub trait Store: Send + Sync + 'static {
     // --- devices ----------------------------------------------------------
     /// Pre-registers a device in state `pending`.
     async fn create_device(&self, device: NewDevice, actor: Actor) -> Result<Device>;
-    async fn update_device(&self, id: DeviceId, update: DeviceUpdate, actor: Actor)
-        -> Result<Device>;
+    async fn update_device(
+        &self,
+        id: DeviceId,
+        update: DeviceUpdate,
+        actor: Actor,
+    ) -> Result<Device>;
     async fn get_device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>>;
     async fn list_devices(&self, filter: DeviceFilter) -> Result<Vec<Device>>;
     /// Moves a device through its lifecycle; decommissioning revokes every

@@ -87,14 +87,23 @@ async fn enrollment_consumes_token_once() {
     token(&store, 1, Duration::hours(1)).await;
     token(&store, 2, Duration::seconds(-1)).await;
 
-    let dev = store.commit_enrollment(enrollment(1, "d1", 1)).await.unwrap();
+    let dev = store
+        .commit_enrollment(enrollment(1, "d1", 1))
+        .await
+        .unwrap();
     assert_eq!(dev.state, DeviceState::Active);
     let again = store.commit_enrollment(enrollment(1, "d2", 2)).await;
     assert!(matches!(again, Err(StoreError::TokenUsed)), "{again:?}");
     let expired = store.commit_enrollment(enrollment(2, "d3", 3)).await;
-    assert!(matches!(expired, Err(StoreError::TokenExpired)), "{expired:?}");
+    assert!(
+        matches!(expired, Err(StoreError::TokenExpired)),
+        "{expired:?}"
+    );
     let unknown = store.commit_enrollment(enrollment(9, "d4", 4)).await;
-    assert!(matches!(unknown, Err(StoreError::TokenInvalid)), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(StoreError::TokenInvalid)),
+        "{unknown:?}"
+    );
     // The refused enrollments wrote nothing.
     assert!(store
         .get_device(&DeviceId::new("d2").unwrap())

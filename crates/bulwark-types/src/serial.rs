@@ -26,7 +26,10 @@ pub struct CertSerial(Vec<u8>);
 impl CertSerial {
     /// From big-endian bytes; leading zero octets are dropped.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SerialError> {
-        let start = bytes.iter().position(|b| *b != 0).ok_or(SerialError::Zero)?;
+        let start = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .ok_or(SerialError::Zero)?;
         let b = &bytes[start..];
         if b.len() > 20 {
             return Err(SerialError::TooLong);

@@ -35,7 +35,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -164,7 +166,8 @@ pub fn verify_audit_offline(
 ) -> Result<std::result::Result<VerifyReport, VerifyError>> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let checkpoints = read_checkpoints(&conn)?;
-    let mut st = conn.prepare("SELECT seq, ts, actor, event, prev_hash, hash FROM audit_log ORDER BY seq")?;
+    let mut st =
+        conn.prepare("SELECT seq, ts, actor, event, prev_hash, hash FROM audit_log ORDER BY seq")?;
     let mut rows = st.query_map([], audit_entry)?;
     let mut read_error = None;
     let entries = std::iter::from_fn(|| match rows.next()? {
@@ -199,7 +202,8 @@ fn hash32(r: &rusqlite::Row, idx: usize) -> rusqlite::Result<[u8; 32]> {
 }
 
 pub(crate) fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>> {
-    let mut st = conn.prepare("SELECT seq, hash, ts, signature FROM audit_checkpoints ORDER BY seq")?;
+    let mut st =
+        conn.prepare("SELECT seq, hash, ts, signature FROM audit_checkpoints ORDER BY seq")?;
     let rows = st.query_map([], |r| {
         Ok(Checkpoint {
             seq: r.get::<_, i64>(0)? as u64,

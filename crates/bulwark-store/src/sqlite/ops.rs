@@ -104,7 +104,12 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::AlreadyExists { what: "group" });
             }
-            tx.audit(&actor, &AuditEvent::GroupCreated { group: g.name.clone() })?;
+            tx.audit(
+                &actor,
+                &AuditEvent::GroupCreated {
+                    group: g.name.clone(),
+                },
+            )?;
             Ok(Group {
                 name: g.name,
                 description: g.description,
@@ -653,7 +658,9 @@ fn enroll_in(tx: &mut WriteTx<'_>, e: Enrollment) -> Result<Device> {
                 return Err(StoreError::TokenInvalid);
             }
             tx.conn
-                .prepare_cached("UPDATE enroll_tokens SET used_at = ?2, used_by = ?3 WHERE id = ?1")?
+                .prepare_cached(
+                    "UPDATE enroll_tokens SET used_at = ?2, used_by = ?3 WHERE id = ?1",
+                )?
                 .execute(params![t.id, ms(now), e.device_id.as_str()])?;
             token_id = Some(t.id);
         }

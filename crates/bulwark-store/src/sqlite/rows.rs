@@ -1,8 +1,8 @@
 //! Row <-> record conversions.
 
 use bulwark_types::{
-    CertKind, CertSerial, Certificate, Claim, Device, DeviceId, DeviceState, EnrollToken,
-    GroupId, OperatorToken, RevocationReason, Role,
+    CertKind, CertSerial, Certificate, Claim, Device, DeviceId, DeviceState, EnrollToken, GroupId,
+    OperatorToken, RevocationReason, Role,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row};
@@ -131,7 +131,10 @@ pub(crate) fn enroll_token(row: &Row) -> rusqlite::Result<EnrollToken> {
         created_at: from_ms(row.get(3)?),
         expires_at: from_ms(row.get(4)?),
         used_at: opt_time(row.get(5)?),
-        used_by: used_by.map(DeviceId::new).transpose().map_err(|e| bad(6, e))?,
+        used_by: used_by
+            .map(DeviceId::new)
+            .transpose()
+            .map_err(|e| bad(6, e))?,
     })
 }
 

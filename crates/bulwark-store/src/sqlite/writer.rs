@@ -128,10 +128,11 @@ impl Writer {
             })
             .transpose()?
             .unwrap_or_default();
-        let last_checkpoint_seq: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints", [], |r| {
-                r.get(0)
-            })?;
+        let last_checkpoint_seq: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Self {
             conn,
             chain,

@@ -1,0 +1,35 @@
+//! Bulwark's HTTPS API: the operator API under `/v1` and EST (RFC 7030)
+//! under `/.well-known/est/`.
+//!
+//! This crate parses requests, authenticates callers, enforces rate and size
+//! limits and renders answers. Decisions live in `bulwark-registry`. Errors
+//! become RFC 9457 problem documents in one place ([`error::ApiError`]).
+
+mod error;
+mod extract;
+mod limits;
+mod openapi;
+mod routes;
+mod tls;
+
+use std::sync::Arc;
+
+use axum::Router;
+use bulwark_registry::Registry;
+
+pub use error::ApiError;
+pub use extract::ConnInfo;
+pub use limits::{LimitConfig, Limits};
+pub use openapi::openapi_json;
+pub use tls::{serve, server_tls_config, ServeConfig};
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub limits: Limits,
+}
+
+/// The whole API router.
+pub fn router(state: Arc<AppState>) -> Router {
+    routes::router(state)
+}

@@ -1,0 +1,50 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Bulwark API",
+        description = "Operator API and EST endpoints of Bulwark, a self-hosted security control plane for IoT fleets. Errors are RFC 9457 problem documents (application/problem+json).",
+    ),
+    paths(
+        routes::health, routes::openapi, routes::chain_pem, routes::crl_der, routes::crl_pem,
+        routes::list_devices, routes::create_device, routes::get_device, routes::update_device,
+        routes::quarantine, routes::release, routes::decommission,
+        routes::list_groups, routes::create_group,
+        routes::create_enroll_token, routes::list_enroll_tokens,
+        routes::get_certificate, routes::revoke_certificate,
+        routes::create_claim, routes::list_claims,
+        routes::create_token, routes::list_tokens, routes::revoke_token,
+        routes::audit_entries, routes::audit_export, routes::audit_verify,
+        routes::est_cacerts, routes::est_simpleenroll, routes::est_simplereenroll,
+    ),
+    components(schemas(bulwark_api_types::Problem)),
+    modifiers(&Bearer),
+)]
+struct Doc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as JSON text, built once.
+pub fn openapi_json() -> String {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| Doc::openapi().to_json().unwrap_or_else(|_| "{}".into()))
+        .clone()
+}

@@ -1,0 +1,109 @@
+//! The route table, the per-address limiter and the fallback.
+
+mod audit;
+mod ca;
+mod devices;
+mod est;
+mod fleet;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use bulwark_types::{CertSerial, DeviceId};
+
+use crate::extract::ConnInfo;
+use crate::{ApiError, AppState};
+
+pub(crate) use audit::*;
+pub(crate) use ca::*;
+pub(crate) use devices::*;
+pub(crate) use est::*;
+pub(crate) use fleet::*;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let limits = state.limits.config;
+    let v1 = Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .route("/ca/chain.pem", get(chain_pem))
+        .route("/ca/crl", get(crl_der))
+        .route("/ca/crl.pem", get(crl_pem))
+        .route("/devices", get(list_devices).post(create_device))
+        .route("/devices/{id}", get(get_device).patch(update_device))
+        .route("/devices/{id}/quarantine", post(quarantine))
+        .route("/devices/{id}/release", post(release))
+        .route("/devices/{id}/decommission", post(decommission))
+        .route("/groups", get(list_groups).post(create_group))
+        .route(
+            "/enroll-tokens",
+            get(list_enroll_tokens).post(create_enroll_token),
+        )
+        .route("/certificates/{serial}", get(get_certificate))
+        .route("/certificates/{serial}/revoke", post(revoke_certificate))
+        .route("/claims", get(list_claims).post(create_claim))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}/revoke", post(revoke_token))
+        .route("/audit", get(audit_entries))
+        .route("/audit/export", get(audit_export))
+        .route("/audit/verify", get(audit_verify))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    let est = Router::new()
+        .route("/cacerts", get(est_cacerts))
+        .route("/simpleenroll", post(est_simpleenroll))
+        .route("/simplereenroll", post(est_simplereenroll))
+        .layer(DefaultBodyLimit::max(limits.max_est_body_bytes));
+    Router::new()
+        .nest("/v1", v1)
+        .nest("/.well-known/est", est)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), per_ip_limit))
+        .with_state(state)
+}
+
+async fn per_ip_limit(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(c) = req.extensions().get::<ConnInfo>() {
+        state.limits.check_ip(c.remote.ip())?;
+    }
+    Ok(next.run(req).await)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+pub(crate) fn device_id(s: String) -> Result<DeviceId, ApiError> {
+    DeviceId::new(s).map_err(|e| ApiError::bad_request(format!("invalid device id: {e}")))
+}
+
+pub(crate) fn serial(s: &str) -> Result<CertSerial, ApiError> {
+    CertSerial::parse_hex(s).map_err(|e| ApiError::bad_request(format!("invalid serial: {e}")))
+}
+
+/// Query strings whose rejections are problem documents.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|r| ApiError::bad_request(r.body_text()))
+    }
+}

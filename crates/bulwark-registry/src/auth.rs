@@ -1,0 +1,140 @@
+//! Who is calling, proven: operators by bearer token, devices and claims by
+//! client certificate. The constructors are private to this crate.
+
+use bulwark_audit::Actor;
+use bulwark_types::{CertSerial, DeviceId, GroupId, Role};
+use time::OffsetDateTime;
+
+use crate::RegistryError;
+
+/// Things an operator may be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ReadGroups,
+    ReadInventory,
+    ManageGroups,
+    ManageDevices,
+    CreateEnrollToken,
+    RevokeCertificate,
+    ManageClaims,
+    ManageTokens,
+    ReadAudit,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadGroups => "read groups",
+            Self::ReadInventory => "read the inventory",
+            Self::ManageGroups => "manage groups",
+            Self::ManageDevices => "manage devices",
+            Self::CreateEnrollToken => "create enrollment tokens",
+            Self::RevokeCertificate => "revoke certificates",
+            Self::ManageClaims => "manage claim certificates",
+            Self::ManageTokens => "manage operator tokens",
+            Self::ReadAudit => "read the audit log",
+        }
+    }
+
+    /// The role matrix. Admin may do everything; the others are narrow.
+    pub fn allowed_for(self, role: Role) -> bool {
+        use Action::*;
+        match role {
+            Role::Admin => true,
+            Role::Operator => !matches!(self, ManageTokens | ReadAudit),
+            Role::Auditor => matches!(self, ReadGroups | ReadInventory | ReadAudit),
+            Role::Enroller => matches!(self, ReadGroups | CreateEnrollToken),
+        }
+    }
+}
+
+/// An authenticated operator. Only [`crate::Registry::authenticate_operator`]
+/// builds one.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub(crate) token_id: String,
+    pub(crate) role: Role,
+}
+
+impl Operator {
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::Operator {
+            token_id: self.token_id.clone(),
+            role: self.role,
+        }
+    }
+
+    /// Refuses unless the role allows `action`.
+    pub fn require(&self, action: Action) -> Result<(), RegistryError> {
+        if action.allowed_for(self.role) {
+            Ok(())
+        } else {
+            Err(RegistryError::Forbidden {
+                role: self.role.to_string(),
+                action: action.as_str(),
+            })
+        }
+    }
+
+    /// For the bootstrap path inside the server process (dev mode, first
+    /// start): an admin acting as the system itself.
+    pub(crate) fn system_admin() -> Self {
+        Self {
+            token_id: "bootstrap".into(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// A device authenticated by a certificate Bulwark issued to it.
+#[derive(Debug, Clone)]
+pub struct DeviceIdentity {
+    pub(crate) device_id: DeviceId,
+    pub(crate) serial: CertSerial,
+    pub(crate) not_after: OffsetDateTime,
+}
+
+impl DeviceIdentity {
+    pub fn device_id(&self) -> &DeviceId {
+        &self.device_id
+    }
+    pub fn serial(&self) -> &CertSerial {
+        &self.serial
+    }
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+}
+
+/// A factory claim certificate: may only enroll, into its group.
+#[derive(Debug, Clone)]
+pub struct ClaimIdentity {
+    pub(crate) claim_id: String,
+    pub(crate) group: GroupId,
+    pub(crate) rate_per_minute: u32,
+    pub(crate) serial: CertSerial,
+}
+
+impl ClaimIdentity {
+    pub fn claim_id(&self) -> &str {
+        &self.claim_id
+    }
+    pub fn serial(&self) -> &CertSerial {
+        &self.serial
+    }
+}
+
+/// What a TLS client certificate proved.
+#[derive(Debug, Clone)]
+pub enum ClientIdentity {
+    Device(DeviceIdentity),
+    Claim(ClaimIdentity),
+}

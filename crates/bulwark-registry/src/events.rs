@@ -1,0 +1,48 @@
+//! The internal event bus: committed state changes, for live enforcement
+//! (the MQTT gateway), detection and anything else that must react.
+//!
+//! Events are published only after the change is durably committed. The bus
+//! is a bounded broadcast channel: a subscriber that falls behind sees
+//! `Lagged` and must resynchronise from the store; it never grows memory.
+
+use bulwark_types::{CertSerial, DeviceId, DeviceState};
+use tokio::sync::broadcast;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    DeviceEnrolled {
+        device_id: DeviceId,
+        serial: CertSerial,
+    },
+    DeviceStateChanged {
+        device_id: DeviceId,
+        from: DeviceState,
+        to: DeviceState,
+    },
+    CertificateRevoked {
+        serial: CertSerial,
+        device_id: Option<DeviceId>,
+    },
+    OperatorTokenRevoked {
+        token_id: String,
+    },
+}
+
+/// Publisher handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus(broadcast::Sender<Event>);
+
+impl EventBus {
+    pub fn new(capacity: usize) -> Self {
+        Self(broadcast::channel(capacity).0)
+    }
+
+    pub fn publish(&self, e: Event) {
+        // No subscriber is not an error.
+        let _ = self.0.send(e);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.0.subscribe()
+    }
+}

@@ -1,0 +1,24 @@
+//! Bulwark's identity domain.
+//!
+//! [`Registry`] is where enrollment, renewal, lifecycle moves, revocation and
+//! operator authentication are decided. The HTTP layer parses requests and
+//! renders answers; it makes no decision of its own.
+//!
+//! Proof types: an [`Operator`] is built only by
+//! [`Registry::authenticate_operator`], a [`ClientIdentity`] only by
+//! [`Registry::identify_client`]. Every state-changing method takes one of
+//! them, so an unauthenticated path does not compile.
+
+mod auth;
+mod enroll;
+mod error;
+mod events;
+mod registry;
+mod secrets;
+
+pub use auth::{Action, ClaimIdentity, ClientIdentity, DeviceIdentity, Operator};
+pub use enroll::Enrolled;
+pub use error::RegistryError;
+pub use events::{Event, EventBus};
+pub use registry::{Registry, RegistryConfig};
+pub use secrets::{hash_secret, new_secret, SecretKind};

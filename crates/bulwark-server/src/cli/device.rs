@@ -1,0 +1,281 @@
+//! `bulwark device ...`: the inventory and the lifecycle moves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use bulwark_api_types::{CreateDevice, LifecycleAction};
+use bulwark_client::LifecycleVerb;
+use bulwark_types::{Certificate, Device, DeviceId, DeviceState, GroupId, Label};
+
+use super::output::{emit, emit_json, key_values, opt, opt_ts, ts, Table};
+use super::{cert, Ctx};
+
+/// Devices: list, show, register and move through the lifecycle.
+#[derive(clap::Args, Debug)]
+pub struct DeviceCmd {
+    #[command(subcommand)]
+    cmd: DeviceSub,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum DeviceSub {
+    /// List devices, optionally only those of one group or in one state.
+    ///
+    /// Example: bulwark device ls --group floor-3 --state quarantined
+    ///
+    /// Example: bulwark device ls --output json
+    Ls {
+        /// Only devices of this group.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<GroupId>,
+        /// Only devices in this state: pending, active, quarantined or decommissioned.
+        #[arg(long, value_name = "STATE", value_parser = parse_state)]
+        state: Option<DeviceState>,
+    },
+    /// Show a device, its labels and its certificates (newest first).
+    ///
+    /// Example: bulwark device show sensor-01
+    Show {
+        /// The device id.
+        id: DeviceId,
+    },
+    /// Pre-register a device (state pending) so it can enroll.
+    ///
+    /// Example: bulwark device create sensor-01 --group floor-3 --label site=plant-a --label rack=7
+    Create {
+        /// The device id: letters, digits, '.', '_' and '-'; it becomes the certificate CN.
+        id: DeviceId,
+        /// The group the device joins.
+        #[arg(long, value_name = "GROUP")]
+        group: GroupId,
+        /// A label, KEY=VALUE; repeat for more.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// The hardware model, free text.
+        #[arg(long, value_name = "MODEL")]
+        hardware_model: Option<String>,
+    },
+    /// Contain a device: it may then reach only remediation topics.
+    ///
+    /// Example: bulwark device quarantine sensor-01 --reason "beaconing to unknown host"
+    Quarantine(Lifecycle),
+    /// Return a quarantined device to active.
+    ///
+    /// Example: bulwark device release sensor-01 --reason "reflashed"
+    Release(Lifecycle),
+    /// Retire a device for good and revoke every certificate it holds.
+    ///
+    /// This does not ask for confirmation. It prints the certificates it revoked.
+    ///
+    /// Example: bulwark device decommission sensor-01 --reason "end of life"
+    Decommission(Lifecycle),
+}
+
+#[derive(clap::Args, Debug)]
+struct Lifecycle {
+    /// The device id.
+    id: DeviceId,
+    /// Why, recorded in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+pub(super) async fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    match cmd.cmd {
+        DeviceSub::Ls { group, state } => {
+            let devices = ctx.client.list_devices(group.as_ref(), state).await?;
+            if ctx.json() {
+                emit_json(&devices)?;
+            } else {
+                emit(&device_table(&devices))?;
+            }
+        }
+        DeviceSub::Show { id } => {
+            let detail = ctx.client.get_device(&id).await?;
+            if ctx.json() {
+                emit_json(&detail)?;
+            } else {
+                let mut text = device_kv(&detail.device);
+                text.push('\n');
+                text.push_str(&certificates_block(&detail.certificates));
+                emit(&text)?;
+            }
+        }
+        DeviceSub::Create {
+            id,
+            group,
+            labels,
+            hardware_model,
+        } => {
+            let req = CreateDevice {
+                id,
+                group,
+                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                hardware_model,
+            };
+            let device = ctx.client.create_device(&req).await?;
+            if ctx.json() {
+                emit_json(&device)?;
+            } else {
+                emit(&device_kv(&device))?;
+            }
+        }
+        DeviceSub::Quarantine(l) => move_device(ctx, LifecycleVerb::Quarantine, l).await?,
+        DeviceSub::Release(l) => move_device(ctx, LifecycleVerb::Release, l).await?,
+        DeviceSub::Decommission(l) => decommission(ctx, l).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn move_device(ctx: &Ctx, verb: LifecycleVerb, l: Lifecycle) -> anyhow::Result<()> {
+    let action = LifecycleAction { reason: l.reason };
+    let device = ctx.client.device_lifecycle(&l.id, verb, &action).await?;
+    if ctx.json() {
+        emit_json(&device)?;
+    } else {
+        emit(&format!("device {} is now {}", device.id, device.state))?;
+    }
+    Ok(())
+}
+
+/// Decommissions and reports which certificates went from valid to revoked,
+/// by comparing the device's certificates before and after.
+async fn decommission(ctx: &Ctx, l: Lifecycle) -> anyhow::Result<()> {
+    let before = ctx.client.get_device(&l.id).await?;
+    let action = LifecycleAction { reason: l.reason };
+    let device = ctx.client.decommission_device(&l.id, &action).await?;
+    let was_valid: BTreeSet<_> = before
+        .certificates
+        .iter()
+        .filter(|c| c.revoked_at.is_none())
+        .map(|c| c.serial.clone())
+        .collect();
+    let revoked: Vec<Certificate> = match ctx.client.get_device(&l.id).await {
+        Ok(after) => after
+            .certificates
+            .into_iter()
+            .filter(|c| c.revoked_at.is_some() && was_valid.contains(&c.serial))
+            .collect(),
+        Err(err) => {
+            // The decommission happened; only the report is degraded.
+            eprintln!(
+                "warning: cannot re-read {} after decommissioning ({err}); listing the certificates that were valid before",
+                l.id
+            );
+            before
+                .certificates
+                .into_iter()
+                .filter(|c| c.revoked_at.is_none())
+                .collect()
+        }
+    };
+    if ctx.json() {
+        emit_json(&serde_json::json!({
+            "device": device,
+            "revoked_certificates": revoked,
+        }))?;
+        return Ok(());
+    }
+    let mut text = format!(
+        "decommissioned {} (was {})\n",
+        device.id, before.device.state
+    );
+    if revoked.is_empty() {
+        text.push_str("no certificate needed revoking\n");
+    } else {
+        let n = revoked.len();
+        text.push_str(&format!(
+            "revoked {n} certificate{}:\n",
+            if n == 1 { "" } else { "s" }
+        ));
+        text.push_str(&cert::certificate_table(&revoked));
+    }
+    emit(&text)?;
+    Ok(())
+}
+
+fn device_table(devices: &[Device]) -> String {
+    let mut t = Table::new(&["ID", "GROUP", "STATE", "HARDWARE", "FIRMWARE", "LAST SEEN"]);
+    for d in devices {
+        t.row(vec![
+            d.id.to_string(),
+            d.group.to_string(),
+            d.state.to_string(),
+            opt(d.hardware_model.as_deref()),
+            opt(d.firmware_version.as_deref()),
+            opt_ts(d.last_seen_at),
+        ]);
+    }
+    t.render()
+}
+
+fn device_kv(d: &Device) -> String {
+    let labels = if d.labels.is_empty() {
+        "-".to_owned()
+    } else {
+        d.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    key_values(&[
+        ("id", d.id.to_string()),
+        ("group", d.group.to_string()),
+        ("state", d.state.to_string()),
+        ("labels", labels),
+        ("hardware model", opt(d.hardware_model.as_deref())),
+        ("firmware", opt(d.firmware_version.as_deref())),
+        ("created", ts(d.created_at)),
+        ("enrolled", opt_ts(d.enrolled_at)),
+        ("last seen", opt_ts(d.last_seen_at)),
+    ])
+}
+
+fn certificates_block(certs: &[Certificate]) -> String {
+    if certs.is_empty() {
+        "certificates: none\n".to_owned()
+    } else {
+        format!("certificates:\n{}", cert::certificate_table(certs))
+    }
+}
+
+fn parse_state(s: &str) -> Result<DeviceState, String> {
+    DeviceState::parse(&s.trim().to_ascii_lowercase()).ok_or_else(|| {
+        format!("unknown state {s:?}; one of pending, active, quarantined, decommissioned")
+    })
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label {s:?} must be KEY=VALUE"))?;
+    let k = Label::new(k).map_err(|e| format!("label key {k:?}: {e}"))?;
+    let v = Label::new(v).map_err(|e| format!("label value {v:?}: {e}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states() {
+        assert_eq!(parse_state("Quarantined"), Ok(DeviceState::Quarantined));
+        assert!(parse_state("broken")
+            .unwrap_err()
+            .contains("pending, active"));
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(
+            parse_label("site=plant-a"),
+            Ok(("site".to_owned(), "plant-a".to_owned()))
+        );
+        assert!(parse_label("site").is_err());
+        assert!(parse_label("=x").is_err());
+        assert!(parse_label("a=b=c").is_err());
+        assert!(parse_label("a/b=c").is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! The operator CLI: `bulwark device ls`, `bulwark enroll-token create`, …
+//!
+//! Every command here talks to a running server through `bulwark-client`
+//! (the one exception, `audit verify --data-dir`, reads the data directory
+//! offline). The server is chosen with `--addr`/`BULWARK_ADDR`, trusted
+//! through `--cacert`/`BULWARK_CACERT`, and authenticated with
+//! `--token`/`BULWARK_TOKEN`.
+//!
+//! Output is for people by default (aligned tables, `key: value` blocks) and
+//! JSON with `--output json`. Secrets that are created (enrollment and
+//! operator tokens) are printed alone on stdout so `T=$(bulwark ...)` works.
+//! Errors print to stderr as `error: <message>` and exit with status 1; clap
+//! exits with 2 on usage errors.
+
+mod audit;
+mod cert;
+mod claim;
+mod device;
+mod duration;
+mod enroll_token;
+mod group;
+mod output;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use bulwark_client::{Client, ClientError};
+
+pub use audit::AuditCmd;
+pub use cert::CertCmd;
+pub use claim::ClaimCmd;
+pub use device::DeviceCmd;
+pub use enroll_token::EnrollTokenCmd;
+pub use group::GroupCmd;
+pub use output::OutputFormat;
+pub use token::TokenCmd;
+
+/// The commands that talk to a running server's operator API.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// List, show, register, quarantine, release and decommission devices.
+    ///
+    /// Example: bulwark device ls --state quarantined
+    Device(DeviceCmd),
+    /// List and create device groups.
+    ///
+    /// Example: bulwark group create floor-3
+    Group(GroupCmd),
+    /// Create and list one-time enrollment tokens for devices.
+    ///
+    /// Example: T=$(bulwark enroll-token create --group floor-3 --ttl 1h)
+    EnrollToken(EnrollTokenCmd),
+    /// Show and revoke issued certificates.
+    ///
+    /// Example: bulwark cert revoke 5F:3A:9C --reason key-compromise
+    Cert(CertCmd),
+    /// Register factory-batch claim certificates.
+    ///
+    /// Example: bulwark claim create --group floor-3 --csr batch.csr --out batch.pem
+    Claim(ClaimCmd),
+    /// Create, list and revoke operator API tokens.
+    ///
+    /// Example: bulwark token create --name ci --role operator --ttl 30d
+    Token(TokenCmd),
+    /// List, export and verify the hash-chained audit log.
+    ///
+    /// Example: bulwark audit verify
+    Audit(AuditCmd),
+    /// Check that the server answers.
+    ///
+    /// Exits 0 when the server reports `ok`, 1 otherwise.
+    ///
+    /// Example: bulwark health
+    Health,
+}
+
+/// How to reach the server. Every option also reads an environment variable.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// The server's API address.
+    #[arg(
+        long,
+        env = "BULWARK_ADDR",
+        global = true,
+        value_name = "URL",
+        help_heading = "Server connection"
+    )]
+    pub addr: Option<String>,
+    /// Operator API token (sent as a Bearer token).
+    #[arg(
+        long,
+        env = "BULWARK_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_name = "TOKEN",
+        help_heading = "Server connection"
+    )]
+    pub token: Option<String>,
+    /// PEM bundle of the CA that signed the server's certificate; nothing else is trusted.
+    #[arg(
+        long,
+        env = "BULWARK_CACERT",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Server connection"
+    )]
+    pub cacert: Option<PathBuf>,
+    /// Output format of listings and records.
+    #[arg(long, value_enum, global = true, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// What every command handler gets: a connected client and the output format.
+struct Ctx {
+    client: Client,
+    output: OutputFormat,
+}
+
+impl Ctx {
+    fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+}
+
+/// Runs one client command. Failures are printed to stderr as
+/// `error: <message>` and turned into exit status 1 here, so the caller
+/// only has to return the exit code.
+pub async fn run(cmd: ClientCommand, opts: ClientOpts) -> anyhow::Result<ExitCode> {
+    let has_token = opts.token.as_deref().is_some_and(|t| !t.trim().is_empty());
+    match dispatch(cmd, &opts).await {
+        Ok(code) => Ok(code),
+        Err(err) => Ok(report(&err, has_token)),
+    }
+}
+
+async fn dispatch(cmd: ClientCommand, opts: &ClientOpts) -> anyhow::Result<ExitCode> {
+    if let ClientCommand::Audit(audit) = &cmd {
+        if let Some(dir) = audit.offline_data_dir() {
+            return crate::offline::audit_verify(dir);
+        }
+    }
+    let ctx = Ctx {
+        client: connect(opts)?,
+        output: opts.output,
+    };
+    match cmd {
+        ClientCommand::Device(c) => device::run(c, &ctx).await,
+        ClientCommand::Group(c) => group::run(c, &ctx).await,
+        ClientCommand::EnrollToken(c) => enroll_token::run(c, &ctx).await,
+        ClientCommand::Cert(c) => cert::run(c, &ctx).await,
+        ClientCommand::Claim(c) => claim::run(c, &ctx).await,
+        ClientCommand::Token(c) => token::run(c, &ctx).await,
+        ClientCommand::Audit(c) => audit::run(c, &ctx).await,
+        ClientCommand::Health => health(&ctx).await,
+    }
+}
+
+/// A client from the options (which clap already filled from the environment).
+fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
+    let addr = opts
+        .addr
+        .as_deref()
+        .filter(|a| !a.trim().is_empty())
+        .context(
+            "no server address: pass --addr URL or set BULWARK_ADDR (e.g. https://127.0.0.1:8443)",
+        )?;
+    let cacert = opts.cacert.as_ref().context(
+        "no CA bundle: pass --cacert FILE or set BULWARK_CACERT to the PEM file of the CA that signed the server's certificate",
+    )?;
+    let pem = std::fs::read(cacert)
+        .with_context(|| format!("cannot read the CA bundle {}", cacert.display()))?;
+    let token = opts.token.clone().filter(|t| !t.trim().is_empty());
+    Client::new(addr, token, &pem).context("cannot set up the API client")
+}
+
+/// Prints `err` and picks the exit code.
+fn report(err: &anyhow::Error, has_token: bool) -> ExitCode {
+    let broken_pipe = err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        // The reader went away (`| head`): not worth a message.
+        return ExitCode::FAILURE;
+    }
+    eprintln!("error: {err:#}");
+    let unauthorized = err
+        .chain()
+        .any(|e| matches!(e.downcast_ref::<ClientError>(), Some(c) if c.status() == Some(401)));
+    if unauthorized && !has_token {
+        eprintln!("hint: no operator token was given; pass --token or set BULWARK_TOKEN");
+    }
+    ExitCode::FAILURE
+}
+
+async fn health(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let health = ctx.client.health().await?;
+    if ctx.json() {
+        output::emit_json(&health)?;
+    } else {
+        output::emit(&format!(
+            "{}: bulwark {} at {}, server time {}",
+            health.status,
+            health.version,
+            ctx.client.base_url(),
+            output::ts(health.now)
+        ))?;
+    }
+    Ok(if health.status == "ok" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

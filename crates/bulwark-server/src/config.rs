@@ -1,0 +1,319 @@
+//! Server configuration: a TOML file (`--config`), then environment, then
+//! flags, each overriding the one before. Everything is validated before any
+//! port is bound; a bad value is a clear message and a non-zero exit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The `[api]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFile {
+    pub addr: Option<SocketAddr>,
+    /// Names (DNS or IP) in the API's TLS certificate.
+    pub tls_names: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
+    pub handshake_timeout_secs: Option<u64>,
+}
+
+/// The `[mqtt]` table (reserved for the gateway).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttFile {
+    pub addr: Option<SocketAddr>,
+}
+
+/// The `[ca]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaFile {
+    pub organization: Option<String>,
+    pub device_cert_days: Option<i64>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub per_ip_per_sec: Option<u32>,
+    pub per_ip_burst: Option<u32>,
+    pub per_token_per_sec: Option<u32>,
+    pub per_token_burst: Option<u32>,
+    pub max_body_bytes: Option<usize>,
+    pub max_est_body_bytes: Option<usize>,
+}
+
+/// The `[enrollment]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentFile {
+    pub token_ttl_secs: Option<i64>,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    pub checkpoint_every_entries: Option<u64>,
+    pub checkpoint_interval_secs: Option<u64>,
+}
+
+/// The `[log]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// A tracing filter, e.g. `info` or `bulwark=debug`.
+    pub level: Option<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub api: ApiFile,
+    #[serde(default)]
+    pub mqtt: MqttFile,
+    #[serde(default)]
+    pub ca: CaFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub enrollment: EnrollmentFile,
+    #[serde(default)]
+    pub audit: AuditFile,
+    #[serde(default)]
+    pub log: LogFile,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+/// Flags (and their environment variables) that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub api_addr: Option<SocketAddr>,
+    pub mqtt_addr: Option<SocketAddr>,
+    pub passphrase_file: Option<PathBuf>,
+    pub dev: bool,
+    pub log_format: Option<String>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dev: bool,
+    /// `None` in dev mode without `--data-dir`: a temporary directory.
+    pub data_dir: Option<PathBuf>,
+    pub api_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub tls_names: Vec<String>,
+    pub organization: String,
+    pub device_cert_days: i64,
+    pub passphrase_file: Option<PathBuf>,
+    pub limits: bulwark_api::LimitConfig,
+    pub max_connections: usize,
+    pub handshake_timeout_secs: u64,
+    pub token_ttl_secs: i64,
+    pub checkpoint_every_entries: u64,
+    pub checkpoint_interval_secs: u64,
+    pub log_json: bool,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Merges file and overrides and validates the result.
+    pub fn build(file: FileConfig, o: Overrides) -> Result<Self> {
+        let dev = o.dev;
+        let (def_api, def_mqtt) = if dev {
+            ("127.0.0.1:8443", "127.0.0.1:8883")
+        } else {
+            ("0.0.0.0:8443", "0.0.0.0:8883")
+        };
+        let api_addr = o
+            .api_addr
+            .or(file.api.addr)
+            .unwrap_or_else(|| def_api.parse().expect("valid default"));
+        let mqtt_addr = o
+            .mqtt_addr
+            .or(file.mqtt.addr)
+            .unwrap_or_else(|| def_mqtt.parse().expect("valid default"));
+        if dev {
+            for (name, a) in [("--api-addr", api_addr), ("--mqtt-addr", mqtt_addr)] {
+                if !a.ip().is_loopback() {
+                    bail!(
+                        "{name} {a}: --dev listens on loopback addresses only (127.0.0.0/8 or ::1)"
+                    );
+                }
+            }
+        }
+        let data_dir = o.data_dir.or(file.data_dir);
+        let data_dir = match (dev, data_dir) {
+            (_, Some(d)) => Some(d),
+            (true, None) => None,
+            (false, None) => Some(PathBuf::from("./bulwark-data")),
+        };
+        let mut tls_names = file
+            .api
+            .tls_names
+            .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]);
+        if !api_addr.ip().is_unspecified() && !tls_names.contains(&api_addr.ip().to_string()) {
+            tls_names.push(api_addr.ip().to_string());
+        }
+        if tls_names.is_empty() {
+            bail!("[api] tls_names must name at least one host");
+        }
+        let device_cert_days = file.ca.device_cert_days.unwrap_or(30);
+        if !(1..=825).contains(&device_cert_days) {
+            bail!("[ca] device_cert_days must be between 1 and 825 (got {device_cert_days})");
+        }
+        let organization = file.ca.organization.unwrap_or_else(|| "Bulwark".into());
+        if organization.is_empty() || organization.len() > 64 {
+            bail!("[ca] organization must be 1 to 64 characters");
+        }
+        let d = bulwark_api::LimitConfig::default();
+        let l = file.limits;
+        let limits = bulwark_api::LimitConfig {
+            per_ip_per_sec: positive("limits.per_ip_per_sec", l.per_ip_per_sec, d.per_ip_per_sec)?,
+            per_ip_burst: positive("limits.per_ip_burst", l.per_ip_burst, d.per_ip_burst)?,
+            per_token_per_sec: positive(
+                "limits.per_token_per_sec",
+                l.per_token_per_sec,
+                d.per_token_per_sec,
+            )?,
+            per_token_burst: positive(
+                "limits.per_token_burst",
+                l.per_token_burst,
+                d.per_token_burst,
+            )?,
+            max_body_bytes: bounded(
+                "limits.max_body_bytes",
+                l.max_body_bytes,
+                d.max_body_bytes,
+                1024,
+                16 << 20,
+            )?,
+            max_est_body_bytes: bounded(
+                "limits.max_est_body_bytes",
+                l.max_est_body_bytes,
+                d.max_est_body_bytes,
+                1024,
+                1 << 20,
+            )?,
+        };
+        let token_ttl_secs = file.enrollment.token_ttl_secs.unwrap_or(3600);
+        if !(60..=30 * 86_400).contains(&token_ttl_secs) {
+            bail!("[enrollment] token_ttl_secs must be between 60 and 2592000");
+        }
+        let log_format = o
+            .log_format
+            .or(file.log.format)
+            .unwrap_or_else(|| "text".into());
+        let log_json = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => bail!("log format must be text or json (got {other:?})"),
+        };
+        Ok(Self {
+            dev,
+            data_dir,
+            api_addr,
+            mqtt_addr,
+            tls_names,
+            organization,
+            device_cert_days,
+            passphrase_file: o.passphrase_file.or(file.ca.passphrase_file),
+            limits,
+            max_connections: bounded(
+                "api.max_connections",
+                file.api.max_connections,
+                4096,
+                1,
+                1 << 20,
+            )?,
+            handshake_timeout_secs: file.api.handshake_timeout_secs.unwrap_or(10).clamp(1, 120),
+            token_ttl_secs,
+            checkpoint_every_entries: file.audit.checkpoint_every_entries.unwrap_or(1000).max(1),
+            checkpoint_interval_secs: file.audit.checkpoint_interval_secs.unwrap_or(10).max(1),
+            log_json,
+            log_level: file.log.level.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn positive(name: &str, v: Option<u32>, default: u32) -> Result<u32> {
+    match v {
+        Some(0) => bail!("{name} must be at least 1"),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+fn bounded(name: &str, v: Option<usize>, default: usize, min: usize, max: usize) -> Result<usize> {
+    let v = v.unwrap_or(default);
+    if v < min || v > max {
+        bail!("{name} must be between {min} and {max} (got {v})");
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str, o: Overrides) -> Result<Config> {
+        Config::build(toml::from_str(toml_text)?, o)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("", Overrides::default()).unwrap();
+        assert_eq!(c.api_addr.to_string(), "0.0.0.0:8443");
+        assert_eq!(c.data_dir, Some(PathBuf::from("./bulwark-data")));
+        assert_eq!(c.device_cert_days, 30);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let o = Overrides {
+            api_addr: Some("127.0.0.1:9443".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = parse("[api]\naddr = \"0.0.0.0:1234\"\n", o).unwrap();
+        assert_eq!(c.api_addr.to_string(), "127.0.0.1:9443");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse("[ca]\ndevice_cert_days = 0\n", Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("device_cert_days"), "{e}");
+        let e = parse("[limits]\nper_ip_per_sec = 0\n", Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("per_ip_per_sec"), "{e}");
+        assert!(parse("bogus = 1\n", Overrides::default()).is_err());
+        assert!(parse("[api]\naddr = \"not an address\"\n", Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn dev_refuses_non_loopback() {
+        let o = Overrides {
+            dev: true,
+            api_addr: Some("0.0.0.0:8443".parse().unwrap()),
+            ..Default::default()
+        };
+        let e = parse("", o).unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
+    }
+}

@@ -1,0 +1,278 @@
+//! Wiring: data directory, CA, store, registry, API listener, signals.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use aws_lc_rs::signature::Ed25519KeyPair;
+use bulwark_api::{AppState, Limits, ServeConfig};
+use bulwark_audit::{Actor, AuditEvent};
+use bulwark_ca::{Ca, CaOptions, KdfParams, Passphrase};
+use bulwark_registry::{EventBus, Registry, RegistryConfig};
+use bulwark_store::{CheckpointPolicy, CheckpointSigner, NewCert, SqliteStore, Store};
+use bulwark_types::{CertKind, CertSerial};
+
+use crate::config::Config;
+use crate::offline::db_path;
+
+pub fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+struct AuditSigner(Ed25519KeyPair);
+
+impl CheckpointSigner for AuditSigner {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.0.sign(message).as_ref().to_vec()
+    }
+}
+
+/// Writes `contents` to `path` with mode 0600.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The passphrase: BULWARK_PASSPHRASE, a passphrase file, or (dev mode
+/// only) one generated and kept in the data directory.
+fn passphrase(cfg: &Config, data_dir: &Path) -> Result<Passphrase> {
+    if let Ok(p) = std::env::var("BULWARK_PASSPHRASE") {
+        return Passphrase::new(p).context("BULWARK_PASSPHRASE");
+    }
+    if let Some(f) = &cfg.passphrase_file {
+        return Passphrase::read_file(f)
+            .with_context(|| format!("passphrase file {}", f.display()));
+    }
+    if cfg.dev {
+        let path = data_dir.join("dev-passphrase");
+        if path.exists() {
+            return Passphrase::read_file(&path).context("dev passphrase");
+        }
+        let (secret, _) = bulwark_registry::new_secret(bulwark_registry::SecretKind::Operator);
+        write_private(&path, &secret)?;
+        return Passphrase::new(secret).context("dev passphrase");
+    }
+    bail!(
+        "no passphrase for the CA keys: set BULWARK_PASSPHRASE or pass --passphrase-file \
+         (or use --dev for a throw-away instance)"
+    )
+}
+
+pub async fn run(cfg: Config) -> Result<()> {
+    // A dev instance without --data-dir lives in a temporary directory that
+    // is removed when the server stops.
+    let (data_dir, _temp) = match &cfg.data_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("bulwark-dev-")
+                .tempdir()
+                .context("cannot create a temporary data directory")?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    create_private_dir(&data_dir)?;
+    let pass = passphrase(&cfg, &data_dir)?;
+    let opts = CaOptions {
+        organization: cfg.organization.clone(),
+        device_lifetime: time::Duration::days(cfg.device_cert_days),
+    };
+    let first_start = !Ca::is_initialized(&data_dir);
+    let ca = if first_start {
+        tracing::info!(data_dir = %data_dir.display(), "initializing a new data directory");
+        Ca::init(&data_dir, &pass, KdfParams::default(), opts)
+            .context("cannot initialize the certificate authority")?
+    } else {
+        Ca::open(&data_dir, &pass, opts).context("cannot open the certificate authority")?
+    };
+    drop(pass);
+    let ca = Arc::new(ca);
+
+    let key = Ed25519KeyPair::from_pkcs8(ca.audit_key_pkcs8())
+        .map_err(|_| anyhow::anyhow!("the audit key is not a valid Ed25519 key"))?;
+    let policy = CheckpointPolicy {
+        every_entries: cfg.checkpoint_every_entries,
+        every: Duration::from_secs(cfg.checkpoint_interval_secs),
+    };
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db_path(&data_dir), Box::new(AuditSigner(key)), policy)
+            .context("cannot open the store")?,
+    );
+    let registry = Arc::new(Registry::new(
+        store.clone(),
+        ca.clone(),
+        EventBus::new(4096),
+        RegistryConfig {
+            device_cert_lifetime: time::Duration::days(cfg.device_cert_days),
+            enroll_token_ttl: time::Duration::seconds(cfg.token_ttl_secs),
+            ..RegistryConfig::default()
+        },
+    ));
+
+    if first_start {
+        let root_fp = sha256_hex(ca.root_der());
+        store
+            .append_audit(
+                Actor::System,
+                AuditEvent::ServerInitialized {
+                    root_fingerprint: root_fp.clone(),
+                },
+            )
+            .await?;
+        tracing::info!(root_sha256 = %root_fp, "certificate authority created");
+        if !cfg.dev {
+            let token = registry.bootstrap_admin_token("initial-admin").await?;
+            let path = data_dir.join("initial-admin-token");
+            write_private(&path, &format!("{token}\n"))?;
+            tracing::info!(path = %path.display(), "first admin token written (mode 0600); revoke it once you have created your own");
+        }
+    }
+
+    // The API's own certificate, issued by our CA for this run; its key
+    // lives only in memory.
+    let (cert_der, key_der) = ca
+        .issue_server(&cfg.tls_names)
+        .context("cannot issue the API server certificate")?;
+    store
+        .record_server_certificate(server_cert_record(&cert_der, &cfg.tls_names)?)
+        .await?;
+    let tls = bulwark_api::server_tls_config(
+        vec![cert_der, ca.issuing_der().to_vec()],
+        key_der.to_vec(),
+        ca.root_der(),
+    )
+    .context("cannot build the TLS configuration")?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.api_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.api_addr))?;
+    let api_addr = listener.local_addr()?;
+    let limits = Limits::new(cfg.limits);
+    limits.spawn_pruner();
+    let app = bulwark_api::router(Arc::new(AppState {
+        registry: registry.clone(),
+        limits,
+    }));
+    let url = format!("https://{}", host_port(api_addr));
+    tracing::info!(%url, mqtt_addr = %cfg.mqtt_addr, "API listening (MQTT gateway not yet implemented)");
+
+    if cfg.dev {
+        let token = registry.bootstrap_admin_token("dev-admin").await?;
+        write_dev_env(&data_dir, &url, &token)?;
+    }
+
+    let serve = ServeConfig {
+        max_connections: cfg.max_connections,
+        handshake_timeout: Duration::from_secs(cfg.handshake_timeout_secs),
+        drain_timeout: Duration::from_secs(10),
+    };
+    bulwark_api::serve(listener, tls, app, serve, shutdown_signal()).await;
+    tracing::info!("shutting down");
+    if let Err(e) = store.checkpoint_now().await {
+        tracing::error!(error = %e, "final audit checkpoint failed");
+    }
+    Ok(())
+}
+
+fn host_port(a: std::net::SocketAddr) -> String {
+    match a {
+        std::net::SocketAddr::V4(v) => v.to_string(),
+        std::net::SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Prints and writes `dev.env`: shell-sourceable connection settings.
+fn write_dev_env(data_dir: &Path, url: &str, token: &str) -> Result<()> {
+    let cacert: PathBuf = Ca::bundle_path(data_dir);
+    let cacert = std::fs::canonicalize(&cacert).unwrap_or(cacert);
+    let text = format!(
+        "export BULWARK_ADDR={}\nexport BULWARK_TOKEN={}\nexport BULWARK_CACERT={}\n",
+        shell_quote(url),
+        shell_quote(token),
+        shell_quote(&cacert.display().to_string())
+    );
+    let path = data_dir.join("dev.env");
+    write_private(&path, &text)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# Bulwark dev instance. To use it from another shell:")?;
+    writeln!(out, "#   source {}", path.display())?;
+    write!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// The store record of the API's own certificate.
+fn server_cert_record(der: &[u8], names: &[String]) -> Result<NewCert> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).context("cannot read the server certificate")?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+            .map_err(|e| anyhow::anyhow!("server certificate validity: {e}"))
+    };
+    Ok(NewCert {
+        serial: CertSerial::from_bytes(cert.raw_serial())
+            .map_err(|e| anyhow::anyhow!("server certificate serial: {e}"))?,
+        kind: CertKind::Server,
+        subject: names.first().cloned().unwrap_or_default(),
+        der: der.to_vec(),
+        fingerprint_sha256: sha256_hex(der),
+        not_before: time(cert.validity().not_before)?,
+        not_after: time(cert.validity().not_after)?,
+    })
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref())
+}
