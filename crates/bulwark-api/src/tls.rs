@@ -113,15 +113,19 @@ impl ClientCertVerifier for ExpiryTolerant {
 }
 
 /// The API's TLS configuration: TLS 1.2/1.3 (aws-lc-rs), our server chain,
-/// optional client certificates chaining to `root_der`.
+/// optional client certificates chaining to one of `client_anchors` (the
+/// root and the issuing CA, so a device may present its leaf alone, as most
+/// TLS clients do).
 pub fn server_tls_config(
     chain: Vec<Vec<u8>>,
     key_pkcs8: Vec<u8>,
-    root_der: &[u8],
+    client_anchors: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(root_der.to_vec()))?;
+    for der in client_anchors {
+        roots.add(CertificateDer::from(der.to_vec()))?;
+    }
     let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()

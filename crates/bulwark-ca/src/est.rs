@@ -71,14 +71,18 @@ pub fn decode_base64_body(body: &[u8]) -> Result<Vec<u8>, CaError> {
     pem::decode_base64_lenient(text)
 }
 
-/// Encodes `der` as base64 in lines of 64 characters, each ended by CRLF.
+/// Encodes `der` as base64 in lines of 64 characters, each ended by LF.
+///
+/// RFC 8951 §3.4 lets EST peers ignore whitespace; LF rather than CRLF keeps
+/// the answer readable by every decoder, including GNU `base64 -d`, which
+/// refuses a carriage return.
 pub fn encode_base64_body(der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = String::with_capacity(b64.len() + 2 * (b64.len() / LINE_LEN + 1));
     for line in b64.as_bytes().chunks(LINE_LEN) {
         // base64 output is ASCII, so every chunk is valid UTF-8.
         out.push_str(&String::from_utf8_lossy(line));
-        out.push_str("\r\n");
+        out.push('\n');
     }
     out
 }
@@ -92,11 +96,11 @@ mod tests {
     fn base64_body_round_trip() {
         let der: Vec<u8> = (0..=255u8).cycle().take(300).collect();
         let body = encode_base64_body(&der);
-        assert!(body.ends_with("\r\n"));
-        for line in body.split_terminator("\r\n") {
+        assert!(body.ends_with('\n') && !body.contains('\r'));
+        for line in body.split_terminator('\n') {
             assert!(line.len() <= 64, "{line:?}");
         }
-        assert_eq!(body.split_terminator("\r\n").next().map(str::len), Some(64));
+        assert_eq!(body.split_terminator('\n').next().map(str::len), Some(64));
         assert_eq!(decode_base64_body(body.as_bytes()).unwrap(), der);
         // Arbitrary whitespace is fine.
         let messy: String = body.chars().flat_map(|c| [c, ' ']).collect();

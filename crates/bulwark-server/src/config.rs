@@ -32,6 +32,8 @@ pub struct MqttFile {
 pub struct CaFile {
     pub organization: Option<String>,
     pub device_cert_days: Option<i64>,
+    /// Lifetime in seconds; overrides `device_cert_days` (for short-lived fleets and tests).
+    pub device_cert_secs: Option<i64>,
     pub passphrase_file: Option<PathBuf>,
 }
 
@@ -122,7 +124,8 @@ pub struct Config {
     pub mqtt_addr: SocketAddr,
     pub tls_names: Vec<String>,
     pub organization: String,
-    pub device_cert_days: i64,
+    /// Lifetime of device certificates, in seconds.
+    pub device_cert_secs: i64,
     pub passphrase_file: Option<PathBuf>,
     pub limits: bulwark_api::LimitConfig,
     pub max_connections: usize,
@@ -180,6 +183,13 @@ impl Config {
         if !(1..=825).contains(&device_cert_days) {
             bail!("[ca] device_cert_days must be between 1 and 825 (got {device_cert_days})");
         }
+        let device_cert_secs = file
+            .ca
+            .device_cert_secs
+            .unwrap_or(device_cert_days * 86_400);
+        if !(5..=825 * 86_400).contains(&device_cert_secs) {
+            bail!("[ca] device_cert_secs must be between 5 and 71280000 (got {device_cert_secs})");
+        }
         let organization = file.ca.organization.unwrap_or_else(|| "Bulwark".into());
         if organization.is_empty() || organization.len() > 64 {
             bail!("[ca] organization must be 1 to 64 characters");
@@ -234,7 +244,7 @@ impl Config {
             mqtt_addr,
             tls_names,
             organization,
-            device_cert_days,
+            device_cert_secs,
             passphrase_file: o.passphrase_file.or(file.ca.passphrase_file),
             limits,
             max_connections: bounded(
@@ -283,7 +293,7 @@ mod tests {
         let c = parse("", Overrides::default()).unwrap();
         assert_eq!(c.api_addr.to_string(), "0.0.0.0:8443");
         assert_eq!(c.data_dir, Some(PathBuf::from("./bulwark-data")));
-        assert_eq!(c.device_cert_days, 30);
+        assert_eq!(c.device_cert_secs, 30 * 86_400);
     }
 
     #[test]

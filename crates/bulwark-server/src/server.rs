@@ -95,7 +95,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let pass = passphrase(&cfg, &data_dir)?;
     let opts = CaOptions {
         organization: cfg.organization.clone(),
-        device_lifetime: time::Duration::days(cfg.device_cert_days),
+        device_lifetime: time::Duration::seconds(cfg.device_cert_secs),
     };
     let first_start = !Ca::is_initialized(&data_dir);
     let ca = if first_start {
@@ -123,7 +123,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         ca.clone(),
         EventBus::new(4096),
         RegistryConfig {
-            device_cert_lifetime: time::Duration::days(cfg.device_cert_days),
+            device_cert_lifetime: time::Duration::seconds(cfg.device_cert_secs),
             enroll_token_ttl: time::Duration::seconds(cfg.token_ttl_secs),
             ..RegistryConfig::default()
         },
@@ -159,7 +159,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let tls = bulwark_api::server_tls_config(
         vec![cert_der, ca.issuing_der().to_vec()],
         key_der.to_vec(),
-        ca.root_der(),
+        &[ca.root_der(), ca.issuing_der()],
     )
     .context("cannot build the TLS configuration")?;
 
