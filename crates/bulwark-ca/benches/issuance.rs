@@ -1,14 +1,33 @@
-//! Issuance hot path: CSR verification, client certificate issuance, and both.
+//! Issuance hot path: CSR verification, client certificate issuance, and
+//! both, next to same-run baselines of the raw crypto they cannot avoid.
 //!
 //! Run with `cargo bench -p bulwark-ca --bench issuance`. Uses a throwaway CA
 //! in a temporary directory (fast KDF parameters; the KDF is not measured).
+//!
+//! The baselines call aws-lc-rs directly, the way any P-256 CA would:
+//!
+//! - `baseline_ecdsa_p256_sign`: one ECDSA P-256/SHA-256 signature over a
+//!   real to-be-signed certificate's worth of bytes, the least that signing
+//!   a certificate can cost;
+//! - `baseline_ecdsa_p256_verify`: one ECDSA P-256/SHA-256 verification of
+//!   the benchmark CSR's own signature, the least that checking a CSR can
+//!   cost.
+//!
+//! `issue_client` / `baseline_ecdsa_p256_sign` and `verify_csr_p256` /
+//! `baseline_ecdsa_p256_verify` are the fractions `docs/benchmarks.md` reports.
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING,
+};
 use bulwark_ca::{random_serial, verify_csr, Ca, CaOptions, KdfParams, Passphrase, Subject};
 use bulwark_types::DeviceId;
 use criterion::{criterion_group, criterion_main, Criterion};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::prelude::FromDer;
 
 fn p256_csr() -> Vec<u8> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("keygen");
@@ -17,6 +36,18 @@ fn p256_csr() -> Vec<u8> {
         .expect("csr")
         .der()
         .to_vec()
+}
+
+/// The parts of a CSR a bare signature check needs: public key point,
+/// signed bytes, signature.
+fn csr_signature_parts(der: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (_, req) = X509CertificationRequest::from_der(der).expect("csr parses");
+    let info = &req.certification_request_info;
+    (
+        info.subject_pki.subject_public_key.data.to_vec(),
+        info.raw.to_vec(),
+        req.signature_value.data.to_vec(),
+    )
 }
 
 fn issuance(c: &mut Criterion) {
@@ -34,10 +65,33 @@ fn issuance(c: &mut Criterion) {
     let subject = Subject::Device(DeviceId::new("bench-device-0001").expect("device id"));
     let lifetime = ca.device_lifetime();
 
+    // Baseline inputs: a P-256 key of our own, a message as long as an
+    // issued certificate (a little longer than its to-be-signed part), and
+    // the CSR's own signature parts.
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("keygen");
+    let sign_key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("key");
+    let tbs_like = ca
+        .issue_client(&csr, &subject, &random_serial(), lifetime)
+        .expect("issue")
+        .der;
+    let (csr_point, csr_signed, csr_sig) = csr_signature_parts(&csr_der);
+
     let mut group = c.benchmark_group("issuance");
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
+    group.bench_function("baseline_ecdsa_p256_sign", |b| {
+        b.iter(|| sign_key.sign(&rng, black_box(&tbs_like)).expect("sign"))
+    });
+    group.bench_function("baseline_ecdsa_p256_verify", |b| {
+        b.iter(|| {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, black_box(&csr_point))
+                .verify(black_box(&csr_signed), black_box(&csr_sig))
+                .expect("verify")
+        })
+    });
     group.bench_function("verify_csr_p256", |b| {
         b.iter(|| verify_csr(black_box(&csr_der)).expect("verify"))
     });

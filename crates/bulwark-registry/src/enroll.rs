@@ -246,7 +246,7 @@ impl Registry {
         lifetime: Option<Duration>,
         rate_per_minute: Option<u32>,
     ) -> Result<(IssuedCert, bulwark_types::Claim), RegistryError> {
-        op.require(Action::ManageClaims)?;
+        self.allow(op, Action::ManageClaims).await?;
         let lifetime = lifetime.unwrap_or(Duration::days(365));
         if lifetime <= Duration::ZERO || lifetime > Duration::days(3650) {
             return Err(RegistryError::Invalid(

@@ -126,8 +126,12 @@ impl Registry {
         })
     }
 
-    /// Records that an authenticated operator was refused an action.
-    pub async fn audit_denied(&self, op: &Operator, action: Action) {
+    /// Checks the operator's role; a refusal is audited as a security event.
+    pub(crate) async fn allow(&self, op: &Operator, action: Action) -> Result<(), RegistryError> {
+        let refused = match op.require(action) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
         let r = self
             .store
             .append_audit(
@@ -140,6 +144,7 @@ impl Registry {
         if let Err(e) = r {
             tracing::error!(error = %e, "could not audit a refused action");
         }
+        Err(refused)
     }
 
     /// Identifies the holder of a TLS client certificate that chained to our
@@ -197,7 +202,7 @@ impl Registry {
         role: Role,
         ttl: Option<Duration>,
     ) -> Result<(String, OperatorToken), RegistryError> {
-        op.require(Action::ManageTokens)?;
+        self.allow(op, Action::ManageTokens).await?;
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(RegistryError::Invalid(
                 "token name must be 1 to 128 printable characters".into(),
@@ -242,7 +247,7 @@ impl Registry {
         &self,
         op: &Operator,
     ) -> Result<Vec<OperatorToken>, RegistryError> {
-        op.require(Action::ManageTokens)?;
+        self.allow(op, Action::ManageTokens).await?;
         Ok(self.store.list_operator_tokens().await?)
     }
 
@@ -251,7 +256,7 @@ impl Registry {
         op: &Operator,
         id: String,
     ) -> Result<OperatorToken, RegistryError> {
-        op.require(Action::ManageTokens)?;
+        self.allow(op, Action::ManageTokens).await?;
         let t = self.store.revoke_operator_token(id, op.actor()).await?;
         self.bus.publish(Event::OperatorTokenRevoked {
             token_id: t.id.clone(),
@@ -267,7 +272,7 @@ impl Registry {
         name: GroupId,
         description: String,
     ) -> Result<Group, RegistryError> {
-        op.require(Action::ManageGroups)?;
+        self.allow(op, Action::ManageGroups).await?;
         if description.len() > 1024 {
             return Err(RegistryError::Invalid(
                 "description is longer than 1024 bytes".into(),
@@ -280,7 +285,7 @@ impl Registry {
     }
 
     pub async fn list_groups(&self, op: &Operator) -> Result<Vec<Group>, RegistryError> {
-        op.require(Action::ReadGroups)?;
+        self.allow(op, Action::ReadGroups).await?;
         Ok(self.store.list_groups().await?)
     }
 
@@ -289,7 +294,7 @@ impl Registry {
         op: &Operator,
         device: NewDevice,
     ) -> Result<Device, RegistryError> {
-        op.require(Action::ManageDevices)?;
+        self.allow(op, Action::ManageDevices).await?;
         validate_labels(&device.labels)?;
         Ok(self.store.create_device(device, op.actor()).await?)
     }
@@ -300,7 +305,7 @@ impl Registry {
         id: DeviceId,
         update: DeviceUpdate,
     ) -> Result<Device, RegistryError> {
-        op.require(Action::ManageDevices)?;
+        self.allow(op, Action::ManageDevices).await?;
         if let Some(l) = &update.labels {
             validate_labels(l)?;
         }
@@ -312,7 +317,7 @@ impl Registry {
         op: &Operator,
         id: &DeviceId,
     ) -> Result<DeviceDetail, RegistryError> {
-        op.require(Action::ReadInventory)?;
+        self.allow(op, Action::ReadInventory).await?;
         self.store
             .get_device(id)
             .await?
@@ -326,7 +331,7 @@ impl Registry {
         op: &Operator,
         filter: DeviceFilter,
     ) -> Result<Vec<Device>, RegistryError> {
-        op.require(Action::ReadInventory)?;
+        self.allow(op, Action::ReadInventory).await?;
         Ok(self.store.list_devices(filter).await?)
     }
 
@@ -337,7 +342,7 @@ impl Registry {
         id: DeviceId,
         to: DeviceState,
     ) -> Result<Device, RegistryError> {
-        op.require(Action::ManageDevices)?;
+        self.allow(op, Action::ManageDevices).await?;
         let t = self.store.transition_device(id, to, op.actor()).await?;
         self.bus.publish(Event::DeviceStateChanged {
             device_id: t.device.id.clone(),
@@ -357,7 +362,7 @@ impl Registry {
         op: &Operator,
         serial: &CertSerial,
     ) -> Result<Certificate, RegistryError> {
-        op.require(Action::ReadInventory)?;
+        self.allow(op, Action::ReadInventory).await?;
         Ok(self
             .store
             .get_certificate(serial)
@@ -374,7 +379,7 @@ impl Registry {
         serial: CertSerial,
         reason: RevocationReason,
     ) -> Result<Certificate, RegistryError> {
-        op.require(Action::RevokeCertificate)?;
+        self.allow(op, Action::RevokeCertificate).await?;
         let c = self
             .store
             .revoke_certificate(serial, reason, op.actor())
@@ -435,7 +440,7 @@ impl Registry {
         device_id: Option<DeviceId>,
         ttl: Option<Duration>,
     ) -> Result<(String, EnrollToken), RegistryError> {
-        op.require(Action::CreateEnrollToken)?;
+        self.allow(op, Action::CreateEnrollToken).await?;
         let ttl = bounded_ttl(
             ttl,
             self.config.enroll_token_ttl,
@@ -462,12 +467,12 @@ impl Registry {
         &self,
         op: &Operator,
     ) -> Result<Vec<EnrollToken>, RegistryError> {
-        op.require(Action::ReadInventory)?;
+        self.allow(op, Action::ReadInventory).await?;
         Ok(self.store.list_enroll_tokens().await?)
     }
 
     pub async fn list_claims(&self, op: &Operator) -> Result<Vec<Claim>, RegistryError> {
-        op.require(Action::ReadInventory)?;
+        self.allow(op, Action::ReadInventory).await?;
         Ok(self.store.list_claims().await?)
     }
 
@@ -479,7 +484,7 @@ impl Registry {
         after: u64,
         limit: u32,
     ) -> Result<Vec<bulwark_audit::Entry>, RegistryError> {
-        op.require(Action::ReadAudit)?;
+        self.allow(op, Action::ReadAudit).await?;
         Ok(self.store.audit_entries(after, limit.min(10_000)).await?)
     }
 
@@ -489,7 +494,7 @@ impl Registry {
         op: &Operator,
     ) -> Result<Result<bulwark_audit::VerifyReport, bulwark_audit::VerifyError>, RegistryError>
     {
-        op.require(Action::ReadAudit)?;
+        self.allow(op, Action::ReadAudit).await?;
         self.store.checkpoint_now().await?;
         let checkpoints = self.store.audit_checkpoints().await?;
         let mut entries = Vec::new();
