@@ -22,6 +22,7 @@ use rustls::{
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
+use tracing::Instrument;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::extract::ConnInfo;
@@ -173,10 +174,14 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _permit = permit;
-            serve_one(tcp, remote, acceptor, app, config, watcher).await;
-        });
+        let span = tracing::info_span!("conn", %remote);
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                serve_one(tcp, remote, acceptor, app, config, watcher).await;
+            }
+            .instrument(span),
+        );
     }
     drop(listener);
     if tokio::time::timeout(config.drain_timeout, graceful.shutdown())

@@ -55,6 +55,11 @@ pub enum AuditEvent {
         device_id: DeviceId,
         group: GroupId,
     },
+    DeviceUpdated {
+        device_id: DeviceId,
+        /// Names of the fields that were set.
+        fields: Vec<String>,
+    },
     DeviceEnrolled {
         device_id: DeviceId,
         group: GroupId,

@@ -46,6 +46,10 @@ struct Target {
     /// PEM CA bundle that signed the server's certificate.
     #[arg(long, env = "BULWARK_CACERT")]
     cacert: PathBuf,
+    /// Process id of the server (same machine), to report its CPU time per
+    /// request from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,7 +155,7 @@ fn main() -> Result<()> {
         } => {
             let b = bounds(enrollments, concurrency, max_seconds)?;
             let server = target.open()?;
-            runtime()?.block_on(load::est_enroll(server, token, b))
+            runtime()?.block_on(load::est_enroll(server, token, b, target.server_pid))
         }
         Command::Health {
             target,
@@ -161,7 +165,7 @@ fn main() -> Result<()> {
         } => {
             let b = bounds(requests, concurrency, max_seconds)?;
             let server = target.open()?;
-            runtime()?.block_on(load::health(server, b))
+            runtime()?.block_on(load::health(server, b, target.server_pid))
         }
     }
 }

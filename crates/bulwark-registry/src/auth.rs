@@ -138,3 +138,45 @@ pub enum ClientIdentity {
     Device(DeviceIdentity),
     Claim(ClaimIdentity),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole matrix, spelled out: (action, admin, operator, auditor, enroller).
+    #[test]
+    fn role_matrix() {
+        use Action::*;
+        let table = [
+            (ReadGroups, true, true, true, true),
+            (ReadInventory, true, true, true, false),
+            (ManageGroups, true, true, false, false),
+            (ManageDevices, true, true, false, false),
+            (CreateEnrollToken, true, true, false, true),
+            (RevokeCertificate, true, true, false, false),
+            (ManageClaims, true, true, false, false),
+            (ManageTokens, true, false, false, false),
+            (ReadAudit, true, false, true, false),
+        ];
+        for (action, admin, operator, auditor, enroller) in table {
+            for (role, expect) in [
+                (Role::Admin, admin),
+                (Role::Operator, operator),
+                (Role::Auditor, auditor),
+                (Role::Enroller, enroller),
+            ] {
+                assert_eq!(action.allowed_for(role), expect, "{role} / {action:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn refusal_names_role_and_action() {
+        let op = Operator {
+            token_id: "t".into(),
+            role: Role::Auditor,
+        };
+        let e = op.require(Action::ManageDevices).unwrap_err();
+        assert_eq!(e.to_string(), "role auditor may not manage devices");
+    }
+}

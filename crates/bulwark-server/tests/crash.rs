@@ -65,7 +65,10 @@ fn sigkill_during_enrollments_loses_nothing_acknowledged() {
             while count.load(Ordering::SeqCst) < KILL_AFTER {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+            Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
         })
     };
     let anon = server.client_with(None);
@@ -151,11 +154,18 @@ fn sigkill_during_enrollments_loses_nothing_acknowledged() {
 fn audit_verify_names_an_edited_deleted_or_truncated_entry() {
     let mut server = Server::start("");
     for i in 0..20 {
-        assert!(server.cli(&["group", "create", &format!("g{i}")]).status.success());
+        assert!(server
+            .cli(&["group", "create", &format!("g{i}")])
+            .status
+            .success());
     }
     assert!(server.terminate().success(), "graceful shutdown");
     let ok = audit_verify(&server);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     let db = server.db_path();
     let backup = server.dir.path().join("backup.db");
@@ -173,7 +183,11 @@ fn audit_verify_names_an_edited_deleted_or_truncated_entry() {
         conn.execute_batch(sql).unwrap();
         drop(conn);
         let out = audit_verify(&server);
-        assert_eq!(out.status.code(), Some(1), "tampering went unnoticed: {sql}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "tampering went unnoticed: {sql}"
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
 

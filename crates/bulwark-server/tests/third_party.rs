@@ -24,12 +24,22 @@ fn curl_status(cmd: &mut Command, out: &Path) -> u16 {
         .args(["-w", "%{http_code}"])
         .output()
         .expect("curl");
-    String::from_utf8_lossy(&o.stdout).trim().parse().expect("status")
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .expect("status")
 }
 
 fn openssl_csr(dir: &Path, name: &str) {
     run(Command::new("openssl")
-        .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-subj", "/CN=whatever-i-like", "-keyout"])
         .arg(dir.join(format!("{name}.key")))
         .args(["-outform", "DER", "-out"])
@@ -61,7 +71,10 @@ fn verify(dir: &Path, leaf: &str) -> std::process::Output {
 }
 
 fn fetch_ca(server: &Server, dir: &Path) {
-    for (path, file) in [("/v1/ca/chain.pem", "chain.pem"), ("/v1/ca/crl.pem", "crl.pem")] {
+    for (path, file) in [
+        ("/v1/ca/chain.pem", "chain.pem"),
+        ("/v1/ca/crl.pem", "crl.pem"),
+    ] {
         let status = curl_status(
             curl(server).arg(format!("{}{path}", server.addr)),
             &dir.join(file),
@@ -76,7 +89,14 @@ fn enroll_renew_revoke_with_openssl_and_curl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     assert!(server.cli(&["group", "create", "lobby"]).status.success());
-    let out = server.cli(&["enroll-token", "create", "--group", "lobby", "--device-id", "door-17"]);
+    let out = server.cli(&[
+        "enroll-token",
+        "create",
+        "--group",
+        "lobby",
+        "--device-id",
+        "door-17",
+    ]);
     assert!(out.status.success());
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
 
@@ -111,7 +131,11 @@ fn enroll_renew_revoke_with_openssl_and_curl() {
 
     fetch_ca(&server, d);
     let ok = verify(d, "dev.pem");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     // simplereenroll over mutual TLS with a new key.
     openssl_csr(d, "renew");
@@ -138,8 +162,18 @@ fn enroll_renew_revoke_with_openssl_and_curl() {
     let serial = run(Command::new("openssl")
         .args(["x509", "-noout", "-serial", "-in"])
         .arg(d.join("dev.pem")));
-    let out = server.cli(&["cert", "revoke", serial.trim(), "--reason", "key-compromise"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = server.cli(&[
+        "cert",
+        "revoke",
+        serial.trim(),
+        "--reason",
+        "key-compromise",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     fetch_ca(&server, d);
     let refused = verify(d, "dev.pem");

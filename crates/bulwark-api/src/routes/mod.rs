@@ -59,8 +59,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/v1", v1)
         .nest("/.well-known/est", est)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), per_ip_limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
@@ -77,6 +79,15 @@ async fn per_ip_limit(
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    let status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    ApiError::new(
+        status,
+        "method-not-allowed",
+        "this endpoint does not allow that method",
+    )
 }
 
 pub(crate) fn device_id(s: String) -> Result<DeviceId, ApiError> {

@@ -182,9 +182,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_device(&self, id: DeviceId, u: DeviceUpdate, _actor: Actor) -> Result<Device> {
+    async fn update_device(&self, id: DeviceId, u: DeviceUpdate, actor: Actor) -> Result<Device> {
         self.write(move |tx| {
             let dev = load_device(tx, &id)?;
+            let fields = [
+                ("labels", u.labels.is_some()),
+                ("hardware_model", u.hardware_model.is_some()),
+                ("firmware_version", u.firmware_version.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| name.to_string())
+            .collect();
+            tx.audit(
+                &actor,
+                &AuditEvent::DeviceUpdated {
+                    device_id: id.clone(),
+                    fields,
+                },
+            )?;
             let labels = serde_json::to_string(u.labels.as_ref().unwrap_or(&dev.labels))
                 .map_err(StoreError::internal)?;
             tx.conn
