@@ -91,6 +91,11 @@ pub async fn run(cfg: Config) -> Result<()> {
             (t.path().to_path_buf(), Some(t))
         }
     };
+    // Outside dev mode the passphrase must be at hand before anything is
+    // written, so a refused start leaves no half-made data directory.
+    if !cfg.dev {
+        passphrase(&cfg, &data_dir)?;
+    }
     create_private_dir(&data_dir)?;
     let pass = passphrase(&cfg, &data_dir)?;
     let opts = CaOptions {

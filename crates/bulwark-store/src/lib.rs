@@ -47,8 +47,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Device>;
     async fn get_device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>>;
     async fn list_devices(&self, filter: DeviceFilter) -> Result<Vec<Device>>;
-    /// Moves a device through its lifecycle; decommissioning revokes every
-    /// certificate of the device in the same transaction.
+    /// Moves a device through its lifecycle at an operator's request (never
+    /// `pending -> active`: only enrollment does that); decommissioning
+    /// revokes every certificate of the device in the same transaction.
     async fn transition_device(
         &self,
         id: DeviceId,

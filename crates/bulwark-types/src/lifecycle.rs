@@ -70,6 +70,18 @@ impl DeviceState {
     }
 }
 
+impl DeviceState {
+    /// A move an operator may ask for: as [`DeviceState::transition`], except
+    /// that `pending -> active` happens only by enrolling (a device must hold
+    /// a certificate to be active).
+    pub fn operator_transition(self, to: DeviceState) -> Result<DeviceState, TransitionError> {
+        if self == DeviceState::Pending && to == DeviceState::Active {
+            return Err(TransitionError { from: self, to });
+        }
+        self.transition(to)
+    }
+}
+
 impl fmt::Display for DeviceState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -159,6 +171,13 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn operators_cannot_activate_a_pending_device() {
+        assert!(Pending.operator_transition(Active).is_err());
+        assert!(Quarantined.operator_transition(Active).is_ok());
+        assert!(Pending.operator_transition(Decommissioned).is_ok());
     }
 
     #[test]

@@ -266,7 +266,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let dev = load_device(tx, &id)?;
             let from = dev.state;
-            from.transition(to)?;
+            from.operator_transition(to)?;
             tx.conn
                 .prepare_cached("UPDATE devices SET state = ?2 WHERE id = ?1")?
                 .execute(params![id.as_str(), to.as_str()])?;
