@@ -133,22 +133,35 @@ impl Registry {
             Err(e) => return Err(self.refuse(actor, t.device_id.clone(), e).await),
         };
         let device_id = t.device_id.clone().unwrap_or_else(new_device_id);
+        self.issue_and_commit(EnrollAuth::Token(hash), device_id, t.group, &csr, actor)
+            .await
+    }
+
+    /// Issues a device certificate and commits the enrollment; only a
+    /// committed certificate is returned (and announced on the bus).
+    async fn issue_and_commit(
+        &self,
+        auth: EnrollAuth,
+        device_id: DeviceId,
+        group: GroupId,
+        csr: &VerifiedCsr,
+        actor: Actor,
+    ) -> Result<Enrolled, RegistryError> {
         let cert = self.ca.issue_client(
-            &csr,
+            csr,
             &Subject::Device(device_id.clone()),
             &random_serial(),
             self.config.device_cert_lifetime,
         )?;
         let enrollment = Enrollment {
-            auth: EnrollAuth::Token(hash),
+            auth,
             device_id: device_id.clone(),
-            group: t.group.clone(),
+            group,
             cert: new_cert(CertKind::Device, device_id.as_str(), &cert),
             actor: actor.clone(),
         };
-        match self.store.commit_enrollment(enrollment).await {
-            Ok(_) => {}
-            Err(e) => return Err(self.refuse(actor, Some(device_id), e.into()).await),
+        if let Err(e) = self.store.commit_enrollment(enrollment).await {
+            return Err(self.refuse(actor, Some(device_id), e.into()).await);
         }
         self.bus.publish(Event::DeviceEnrolled {
             device_id: device_id.clone(),
@@ -173,28 +186,14 @@ impl Registry {
             Ok(c) => c,
             Err(e) => return Err(self.refuse(actor, None, e).await),
         };
-        let device_id = new_device_id();
-        let cert = self.ca.issue_client(
+        self.issue_and_commit(
+            EnrollAuth::Claim(claim.claim_id.clone()),
+            new_device_id(),
+            claim.group.clone(),
             &csr,
-            &Subject::Device(device_id.clone()),
-            &random_serial(),
-            self.config.device_cert_lifetime,
-        )?;
-        let enrollment = Enrollment {
-            auth: EnrollAuth::Claim(claim.claim_id.clone()),
-            device_id: device_id.clone(),
-            group: claim.group.clone(),
-            cert: new_cert(CertKind::Device, device_id.as_str(), &cert),
-            actor: actor.clone(),
-        };
-        if let Err(e) = self.store.commit_enrollment(enrollment).await {
-            return Err(self.refuse(actor, Some(device_id), e.into()).await);
-        }
-        self.bus.publish(Event::DeviceEnrolled {
-            device_id: device_id.clone(),
-            serial: cert.serial.clone(),
-        });
-        Ok(Enrolled { device_id, cert })
+            actor,
+        )
+        .await
     }
 
     /// EST `simplereenroll`: a new certificate (a new key is allowed) for

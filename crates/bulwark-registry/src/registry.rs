@@ -413,20 +413,33 @@ impl Registry {
             .as_ref()
             .is_none_or(|c| now - c.built > self.config.crl_validity / 2);
         if dirty || stale {
-            let entries: Vec<RevokedEntry> = self
-                .store
-                .revoked_certificates()
-                .await?
-                .into_iter()
-                .map(|r| RevokedEntry {
-                    serial: r.serial,
-                    revoked_at: r.revoked_at,
-                    reason: r.reason,
-                })
-                .collect();
-            let number = self.store.next_crl_number().await?;
-            let der = self.ca.crl(number, &entries, self.config.crl_validity)?;
-            *cache = Some(CrlCache { der, built: now });
+            let built = async {
+                let entries: Vec<RevokedEntry> = self
+                    .store
+                    .revoked_certificates()
+                    .await?
+                    .into_iter()
+                    .map(|r| RevokedEntry {
+                        serial: r.serial,
+                        revoked_at: r.revoked_at,
+                        reason: r.reason,
+                    })
+                    .collect();
+                let number = self.store.next_crl_number().await?;
+                Ok::<_, RegistryError>(self.ca.crl(number, &entries, self.config.crl_validity)?)
+            }
+            .await;
+            match built {
+                Ok(der) => *cache = Some(CrlCache { der, built: now }),
+                Err(e) => {
+                    // Rebuild on the next request rather than serve a CRL
+                    // that misses a revocation.
+                    if let Ok(mut d) = self.crl_dirty.lock() {
+                        *d = true;
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(cache.as_ref().map(|c| c.der.clone()).unwrap_or_default())
     }
