@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end EST benchmark against a real `bulwark server --dev` on 127.0.0.1.
 #
-#   bench/run.sh                  # 3 repetitions of concurrency 1, 8, 32, 64
-#   REPS=5 LEVELS="8 32" N=2000 bench/run.sh
+#   bench/run.sh                  # 5 repetitions of concurrency 1, 8, 32, 64
+#   REPS=3 LEVELS="8 32" N=2000 bench/run.sh
 #
 # Per repetition: a fresh dev server in a temporary directory (per-IP and
 # per-token rate limits raised so one address can load it), then for each
@@ -10,6 +10,8 @@
 # and `est-enroll` (N enrollments: CSR check, signing, durable SQLite commit,
 # audit entries), then the server is stopped. The raw JSON lines are kept in
 # target/bench/; the medians are printed as a markdown table at the end.
+# The server's data directory comes from mktemp -d, so TMPDIR chooses the
+# disk it lives on.
 #
 # Load goes only to 127.0.0.1, every run is bounded in count (N, HEALTH_N)
 # and time (MAX_SECONDS, enforced again with timeout(1)), and the server is
@@ -18,7 +20,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 N=${N:-3000}
 HEALTH_N=${HEALTH_N:-20000}
 LEVELS=${LEVELS:-"1 8 32 64"}

@@ -63,6 +63,7 @@ struct Outcome {
     elapsed: Duration,
     client_cpu: Option<f64>,
     server_cpu: Option<f64>,
+    machine_cpu: Option<f64>,
 }
 
 /// CPU seconds (user + system) used so far by process `pid` (or `self`).
@@ -75,6 +76,20 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     Some((utime + stime) / USER_HZ)
+}
+
+/// CPU seconds all cores of the machine have been busy so far (everything
+/// but idle, iowait and steal in the first line of /proc/stat).
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = f.get(3)? + f.get(4)? + f.get(7)?;
+    Some((f.iter().sum::<f64>() - idle) / USER_HZ)
 }
 
 /// Runs `op(client, i)` for every `i` in `0..b.count` on `b.concurrency`
@@ -133,6 +148,7 @@ where
     let cpu0 = (
         cpu_seconds("self"),
         server_pid.and_then(|p| cpu_seconds(&p.to_string())),
+        machine_busy_seconds(),
     );
     let start = Instant::now();
     go.wait().await;
@@ -144,6 +160,7 @@ where
         elapsed: Duration::ZERO,
         client_cpu: None,
         server_cpu: None,
+        machine_cpu: None,
     };
     for w in workers {
         let (lat, errs) = w.await.context("a worker panicked")?;
@@ -162,6 +179,7 @@ where
         .and_then(|p| cpu_seconds(&p.to_string()))
         .zip(cpu0.1)
         .map(|(b, a)| b - a);
+    out.machine_cpu = machine_busy_seconds().zip(cpu0.2).map(|(b, a)| b - a);
     Ok(out)
 }
 
@@ -204,6 +222,13 @@ fn result_line(mode: &str, noun: &str, b: Bounds, http: &str, mut o: Outcome) ->
         "server_cpu_ms_per_op": per_op_ms(o.server_cpu),
         "client_cpu_cores": o.client_cpu.map(|c| round(c / secs, 2)),
         "server_cpu_cores": o.server_cpu.map(|c| round(c / secs, 2)),
+        "machine_cpu_cores": o.machine_cpu.map(|c| round(c / secs, 2)),
+        // Everything else on the machine: the benchmark is not alone.
+        "other_cpu_cores": o
+            .machine_cpu
+            .zip(o.client_cpu)
+            .zip(o.server_cpu)
+            .map(|((m, c), s)| round(((m - c - s) / secs).max(0.0), 2)),
     });
     if !o.error_kinds.is_empty() {
         v["error_kinds"] = json!(o.error_kinds);
@@ -364,7 +389,8 @@ mod tests {
     }
 
     #[test]
-    fn reads_own_cpu_time() {
+    fn reads_cpu_times() {
         assert!(cpu_seconds("self").is_some_and(|s| s >= 0.0));
+        assert!(machine_busy_seconds().is_some_and(|s| s > 0.0));
     }
 }

@@ -34,6 +34,7 @@ struct Runs {
     p99: Vec<f64>,
     server_ms: Vec<f64>,
     client_ms: Vec<f64>,
+    other_cores: Vec<f64>,
     errors: u64,
 }
 
@@ -47,6 +48,7 @@ impl Runs {
         self.p99.extend(f("p99_ms"));
         self.server_ms.extend(f("server_cpu_ms_per_op"));
         self.client_ms.extend(f("client_cpu_ms_per_op"));
+        self.other_cores.extend(f("other_cpu_cores"));
         self.errors += v.get("errors").and_then(Value::as_u64).unwrap_or(0);
     }
 }
@@ -81,9 +83,9 @@ pub(crate) fn run(file: Option<&Path>) -> Result<()> {
         }
     }
     println!(
-        "| concurrency | runs | health req/s | enroll/s | enroll ÷ health | enroll p50 ms | enroll p99 ms | health p50 ms | server CPU ms/enroll | client CPU ms/enroll | server CPU ms/health | errors |"
+        "| concurrency | runs | health req/s | enroll/s | enroll ÷ health | enroll p50 ms | enroll p99 ms | health p50 ms | server CPU ms/enroll | client CPU ms/enroll | server CPU ms/health | other load, cores | errors |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut levels: Vec<u64> = health.keys().chain(enroll.keys()).copied().collect();
     levels.sort_unstable();
     levels.dedup();
@@ -93,7 +95,7 @@ pub(crate) fn run(file: Option<&Path>) -> Result<()> {
         let e = enroll.get(&c).unwrap_or(&empty);
         let (hr, er) = (median(h.rate.clone()), median(e.rate.clone()));
         println!(
-            "| {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             e.rate.len().max(h.rate.len()),
             fmt(hr, 0),
             fmt(er, 0),
@@ -104,6 +106,7 @@ pub(crate) fn run(file: Option<&Path>) -> Result<()> {
             fmt(median(e.server_ms.clone()), 3),
             fmt(median(e.client_ms.clone()), 3),
             fmt(median(h.server_ms.clone()), 3),
+            fmt(median(e.other_cores.clone()), 2),
             e.errors + h.errors,
         );
     }

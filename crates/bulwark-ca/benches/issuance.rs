@@ -1,5 +1,6 @@
-//! Issuance hot path: CSR verification, client certificate issuance, and
-//! both, next to same-run baselines of the raw crypto they cannot avoid.
+//! Issuance hot path: CSR verification, client certificate issuance, both,
+//! and the EST answer's certs-only PKCS#7, next to same-run baselines of the
+//! raw crypto they cannot avoid.
 //!
 //! Run with `cargo bench -p bulwark-ca --bench issuance`. Uses a throwaway CA
 //! in a temporary directory (fast KDF parameters; the KDF is not measured).
@@ -23,7 +24,9 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING,
 };
-use bulwark_ca::{random_serial, verify_csr, Ca, CaOptions, KdfParams, Passphrase, Subject};
+use bulwark_ca::{
+    certs_only_pkcs7, random_serial, verify_csr, Ca, CaOptions, KdfParams, Passphrase, Subject,
+};
 use bulwark_types::DeviceId;
 use criterion::{criterion_group, criterion_main, Criterion};
 use x509_parser::certification_request::X509CertificationRequest;
@@ -73,7 +76,7 @@ fn issuance(c: &mut Criterion) {
         EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("keygen");
     let sign_key =
         EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("key");
-    let tbs_like = ca
+    let issued_der = ca
         .issue_client(&csr, &subject, &random_serial(), lifetime)
         .expect("issue")
         .der;
@@ -84,7 +87,7 @@ fn issuance(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     group.bench_function("baseline_ecdsa_p256_sign", |b| {
-        b.iter(|| sign_key.sign(&rng, black_box(&tbs_like)).expect("sign"))
+        b.iter(|| sign_key.sign(&rng, black_box(&issued_der)).expect("sign"))
     });
     group.bench_function("baseline_ecdsa_p256_verify", |b| {
         b.iter(|| {
@@ -108,6 +111,10 @@ fn issuance(c: &mut Criterion) {
             ca.issue_client(&csr, &subject, &random_serial(), lifetime)
                 .expect("issue")
         })
+    });
+    // Every EST enrollment answers with its certificate wrapped like this.
+    group.bench_function("est_certs_only_pkcs7", |b| {
+        b.iter(|| certs_only_pkcs7(&[black_box(&issued_der)]).expect("pkcs7"))
     });
     group.finish();
 }

@@ -26,6 +26,10 @@ use writer::{Job, Msg, Outcome, Writer};
 /// Requests waiting for the writer before callers are made to wait.
 const QUEUE: usize = 4096;
 
+/// Idle reader connections kept open (more are opened under load and
+/// closed when returned to a full pool).
+const READERS: usize = 32;
+
 /// Bulwark's embedded store: one SQLite file in WAL mode.
 pub struct SqliteStore {
     path: PathBuf,
@@ -108,7 +112,7 @@ impl SqliteStore {
             };
             let r = f(&conn);
             if let Ok(mut pool) = readers.lock() {
-                if pool.len() < 8 {
+                if pool.len() < READERS {
                     pool.push(conn);
                 }
             }
