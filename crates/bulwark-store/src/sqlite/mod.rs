@@ -218,3 +218,68 @@ pub(crate) fn read_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>> {
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use bulwark_audit::{Actor, AuditEvent};
+
+    use super::*;
+    use crate::Store;
+
+    struct Signer(Ed25519KeyPair);
+    impl CheckpointSigner for Signer {
+        fn sign(&self, m: &[u8]) -> Vec<u8> {
+            self.0.sign(m).as_ref().to_vec()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_rolled_back_alone_and_the_writer_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let pk: [u8; 32] = key.public_key().as_ref().try_into().unwrap();
+        let store =
+            SqliteStore::open(&path, Box::new(Signer(key)), CheckpointPolicy::default()).unwrap();
+        let failed = |reason: &str| AuditEvent::AuthenticationFailed {
+            reason: reason.into(),
+        };
+        store
+            .append_audit(Actor::System, failed("a"))
+            .await
+            .unwrap();
+        let r: Result<()> = store
+            .write(|tx| {
+                tx.conn
+                    .execute("INSERT INTO meta (key, value) VALUES ('panic', 'x')", [])?;
+                tx.audit(
+                    &Actor::System,
+                    &AuditEvent::AuthenticationFailed { reason: "p".into() },
+                )?;
+                panic!("deliberate panic in a store job");
+            })
+            .await;
+        assert!(matches!(r, Err(StoreError::Unavailable)), "{r:?}");
+        // The writer still works and the chain has no hole.
+        let seq = store
+            .append_audit(Actor::System, failed("b"))
+            .await
+            .unwrap();
+        assert_eq!(seq, 2);
+        store.checkpoint_now().await.unwrap();
+        assert_eq!(
+            verify_audit_offline(&path, &pk).unwrap().unwrap().entries,
+            2
+        );
+        let conn = Connection::open(&path).unwrap();
+        let leaked: i64 = conn
+            .query_row("SELECT COUNT(*) FROM meta WHERE key = 'panic'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(leaked, 0, "the panicking job's write was rolled back");
+    }
+}

@@ -211,7 +211,17 @@ impl Writer {
                 chain: &mut self.chain,
                 now,
             };
-            let Outcome { ok, reply } = job(&mut tx);
+            // A bug in one job must not take the writer (and every later
+            // write) down: a panicking job is rolled back alone, and its
+            // caller, whose reply channel unwinds with it, sees `Unavailable`.
+            let Ok(Outcome { ok, reply }) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)))
+            else {
+                tracing::error!("a store job panicked; its changes were rolled back");
+                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                self.chain = head;
+                continue;
+            };
             let closed = if ok {
                 self.conn.execute_batch("RELEASE job")
             } else {
