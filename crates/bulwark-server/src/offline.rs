@@ -22,9 +22,18 @@ pub fn audit_public_key(data_dir: &Path) -> Result<[u8; 32]> {
         .map_err(|_| anyhow::anyhow!("{} is not a 32-byte Ed25519 key", path.display()))
 }
 
-/// `bulwark audit verify --data-dir DIR`: exit 0 when the whole log
-/// verifies; otherwise print the first bad entry and exit 1.
-pub fn audit_verify(data_dir: &Path) -> Result<ExitCode> {
+/// Parses a hex Ed25519 public key.
+fn parse_key(hex_key: &str) -> Result<[u8; 32]> {
+    let bytes = hex::decode(hex_key.trim()).context("--audit-key is not hex")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--audit-key must be 32 bytes (64 hex digits)"))
+}
+
+/// `bulwark audit verify --data-dir DIR [--audit-key HEX]`: exit 0 when the
+/// whole log verifies; otherwise print the first bad entry and exit 1. A
+/// pinned key that differs from `ca/audit.pub` is itself a failure.
+pub fn audit_verify(data_dir: &Path, pinned: Option<&str>) -> Result<ExitCode> {
     let db = db_path(data_dir);
     if !db.exists() {
         bail!(
@@ -33,7 +42,19 @@ pub fn audit_verify(data_dir: &Path) -> Result<ExitCode> {
             db.display()
         );
     }
-    let key = audit_public_key(data_dir)?;
+    let key = match pinned {
+        Some(hex_key) => {
+            let key = parse_key(hex_key)?;
+            if audit_public_key(data_dir).ok() != Some(key) {
+                eprintln!(
+                    "audit log FAILED verification: ca/audit.pub is not the pinned audit key"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            key
+        }
+        None => audit_public_key(data_dir)?,
+    };
     match bulwark_store::sqlite::verify_audit_offline(&db, &key)
         .with_context(|| format!("cannot read the audit log in {}", db.display()))?
     {

@@ -145,7 +145,12 @@ pub async fn run(cfg: Config) -> Result<()> {
                 },
             )
             .await?;
-        tracing::info!(root_sha256 = %root_fp, "certificate authority created");
+        tracing::info!(
+            root_sha256 = %root_fp,
+            audit_key = %hex::encode(ca.audit_public_key()),
+            "certificate authority created; keep the audit key to verify the log offline \
+             (bulwark audit verify --data-dir DIR --audit-key KEY)"
+        );
         if !cfg.dev {
             let token = registry.bootstrap_admin_token("initial-admin").await?;
             let path = data_dir.join("initial-admin-token");

@@ -211,4 +211,23 @@ fn audit_verify_names_an_edited_deleted_or_truncated_entry() {
     };
     let truncated = tamper(&format!("DELETE FROM audit_log WHERE seq > {}", last - 3));
     assert!(truncated.contains("truncated"), "{truncated}");
+
+    // A pinned key: the right one passes; a replaced audit.pub is refused.
+    let key = std::fs::read_to_string(server.data_dir().join("ca/audit.pub")).unwrap();
+    let pinned = |key: &str| {
+        Command::new(bin())
+            .args(["audit", "verify", "--audit-key", key.trim(), "--data-dir"])
+            .arg(server.data_dir())
+            .output()
+            .unwrap()
+    };
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+    }
+    std::fs::copy(&backup, &db).unwrap();
+    assert!(pinned(&key).status.success());
+    let other = "11".repeat(32);
+    let out = pinned(&other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the pinned audit key"));
 }

@@ -50,19 +50,29 @@ enum AuditSub {
     ///
     /// Example: bulwark audit verify
     ///
-    /// Example: bulwark audit verify --data-dir /var/lib/bulwark
+    /// Example: bulwark audit verify --data-dir /var/lib/bulwark --audit-key 3f9a…
     Verify {
         /// Verify this data directory offline instead of asking the server.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// With --data-dir: the audit public key (hex, as logged at first
+        /// start), kept outside the data directory. Without it the key in
+        /// <data-dir>/ca/audit.pub is trusted, which someone able to rewrite
+        /// the data directory could replace.
+        #[arg(long, value_name = "HEX", requires = "data_dir")]
+        audit_key: Option<String>,
     },
 }
 
 impl AuditCmd {
-    /// The data directory when this is an offline `audit verify --data-dir DIR`.
-    pub(super) fn offline_data_dir(&self) -> Option<&Path> {
+    /// The data directory (and pinned key) when this is an offline
+    /// `audit verify --data-dir DIR [--audit-key HEX]`.
+    pub(super) fn offline_data_dir(&self) -> Option<(&Path, Option<&str>)> {
         match &self.cmd {
-            AuditSub::Verify { data_dir } => data_dir.as_deref(),
+            AuditSub::Verify {
+                data_dir: Some(dir),
+                audit_key,
+            } => Some((dir.as_path(), audit_key.as_deref())),
             _ => None,
         }
     }
@@ -85,8 +95,9 @@ pub(super) async fn run(cmd: AuditCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         AuditSub::Verify {
             data_dir: Some(dir),
-        } => crate::offline::audit_verify(&dir),
-        AuditSub::Verify { data_dir: None } => {
+            audit_key,
+        } => crate::offline::audit_verify(&dir, audit_key.as_deref()),
+        AuditSub::Verify { data_dir: None, .. } => {
             let v = ctx.client.verify_audit().await?;
             if ctx.json() {
                 emit_json(&v)?;

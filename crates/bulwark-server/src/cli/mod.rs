@@ -137,8 +137,8 @@ pub async fn run(cmd: ClientCommand, opts: ClientOpts) -> anyhow::Result<ExitCod
 
 async fn dispatch(cmd: ClientCommand, opts: &ClientOpts) -> anyhow::Result<ExitCode> {
     if let ClientCommand::Audit(audit) = &cmd {
-        if let Some(dir) = audit.offline_data_dir() {
-            return crate::offline::audit_verify(dir);
+        if let Some((dir, key)) = audit.offline_data_dir() {
+            return crate::offline::audit_verify(dir, key);
         }
     }
     let ctx = Ctx {
