@@ -30,6 +30,30 @@ fn curl_status(cmd: &mut Command, out: &Path) -> u16 {
         .expect("status")
 }
 
+/// POSTs the base64 CSR `csr_b64` to the EST `endpoint` with extra curl
+/// arguments (credentials), writing the answer to `out`; returns the status.
+fn est_post(
+    server: &Server,
+    auth: &[std::ffi::OsString],
+    csr_b64: &Path,
+    endpoint: &str,
+    out: &Path,
+) -> u16 {
+    curl_status(
+        curl(server)
+            .args(auth)
+            .args(["-H", "Content-Type: application/pkcs10"])
+            .arg("--data-binary")
+            .arg(format!("@{}", csr_b64.display()))
+            .arg(format!("{}/.well-known/est/{endpoint}", server.addr)),
+        out,
+    )
+}
+
+fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
+    args.iter().map(Into::into).collect()
+}
+
 fn openssl_csr(dir: &Path, name: &str) {
     run(Command::new("openssl")
         .args([
@@ -111,13 +135,12 @@ fn enroll_renew_revoke_with_openssl_and_curl() {
 
     // simpleenroll with the token as a Bearer credential.
     openssl_csr(d, "dev");
-    let status = curl_status(
-        curl(&server)
-            .args(["-H", &format!("Authorization: Bearer {token}")])
-            .args(["-H", "Content-Type: application/pkcs10"])
-            .arg("--data-binary")
-            .arg(format!("@{}", d.join("dev.b64").display()))
-            .arg(format!("{}/.well-known/est/simpleenroll", server.addr)),
+    let bearer = os(&["-H", &format!("Authorization: Bearer {token}")]);
+    let status = est_post(
+        &server,
+        &bearer,
+        &d.join("dev.b64"),
+        "simpleenroll",
         &d.join("dev.resp.b64"),
     );
     assert_eq!(status, 200);
@@ -139,16 +162,17 @@ fn enroll_renew_revoke_with_openssl_and_curl() {
 
     // simplereenroll over mutual TLS with a new key.
     openssl_csr(d, "renew");
-    let status = curl_status(
-        curl(&server)
-            .arg("--cert")
-            .arg(d.join("dev.pem"))
-            .arg("--key")
-            .arg(d.join("dev.key"))
-            .args(["-H", "Content-Type: application/pkcs10"])
-            .arg("--data-binary")
-            .arg(format!("@{}", d.join("renew.b64").display()))
-            .arg(format!("{}/.well-known/est/simplereenroll", server.addr)),
+    let mtls: Vec<std::ffi::OsString> = vec![
+        "--cert".into(),
+        d.join("dev.pem").into(),
+        "--key".into(),
+        d.join("dev.key").into(),
+    ];
+    let status = est_post(
+        &server,
+        &mtls,
+        &d.join("renew.b64"),
+        "simplereenroll",
         &d.join("renew.resp.b64"),
     );
     assert_eq!(status, 200);
@@ -185,16 +209,11 @@ fn enroll_renew_revoke_with_openssl_and_curl() {
     assert!(ok.status.success(), "the renewed certificate is still good");
 
     // The revoked certificate can no longer renew.
-    let status = curl_status(
-        curl(&server)
-            .arg("--cert")
-            .arg(d.join("dev.pem"))
-            .arg("--key")
-            .arg(d.join("dev.key"))
-            .args(["-H", "Content-Type: application/pkcs10"])
-            .arg("--data-binary")
-            .arg(format!("@{}", d.join("renew.b64").display()))
-            .arg(format!("{}/.well-known/est/simplereenroll", server.addr)),
+    let status = est_post(
+        &server,
+        &mtls,
+        &d.join("renew.b64"),
+        "simplereenroll",
         &d.join("refused.json"),
     );
     assert_eq!(status, 401);
@@ -204,13 +223,12 @@ fn enroll_renew_revoke_with_openssl_and_curl() {
     // HTTP Basic with the token as password (curl -u).
     let out = server.cli(&["enroll-token", "create", "--group", "lobby"]);
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let status = curl_status(
-        curl(&server)
-            .args(["-u", &format!("device:{token}")])
-            .args(["-H", "Content-Type: application/pkcs10"])
-            .arg("--data-binary")
-            .arg(format!("@{}", d.join("renew.b64").display()))
-            .arg(format!("{}/.well-known/est/simpleenroll", server.addr)),
+    let basic = os(&["-u", &format!("device:{token}")]);
+    let status = est_post(
+        &server,
+        &basic,
+        &d.join("renew.b64"),
+        "simpleenroll",
         &d.join("basic.b64"),
     );
     assert_eq!(status, 200);
