@@ -9,7 +9,10 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{check_reason, read_reason, PacketType, ProtocolVersion};
+use super::{
+    check_reason, read_reason, reason_trailer_len, write_reason_trailer, PacketType,
+    ProtocolVersion,
+};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
@@ -70,24 +73,17 @@ impl Disconnect {
         if v == ProtocolVersion::V311 {
             return Ok(0);
         }
-        if self.properties.is_empty() {
-            return Ok(usize::from(self.reason_code != ReasonCode::Success));
-        }
-        Ok(1 + self.properties.encoded_len(PropertyContext::DISCONNECT)?)
+        reason_trailer_len(
+            self.reason_code,
+            &self.properties,
+            PropertyContext::DISCONNECT,
+        )
     }
 
     pub(crate) fn write_body(&self, v: ProtocolVersion, dst: &mut BytesMut) {
-        if v == ProtocolVersion::V311 {
-            return;
+        if v != ProtocolVersion::V311 {
+            write_reason_trailer(self.reason_code, &self.properties, dst);
         }
-        if self.properties.is_empty() {
-            if self.reason_code != ReasonCode::Success {
-                dst.put_u8(self.reason_code.as_u8());
-            }
-            return;
-        }
-        dst.put_u8(self.reason_code.as_u8());
-        self.properties.write(dst);
     }
 }
 

@@ -409,3 +409,34 @@ pub(crate) fn check_reason(
         Err(EncodeError::ReasonCodeNotAllowed { packet_type, code })
     }
 }
+
+/// Length of the MQTT 5 trailer "reason code, then properties" shared by
+/// DISCONNECT and the PUBACK family: both may be left out when the code is
+/// Success and there are no properties, and the code alone may stand when
+/// there are no properties.
+pub(crate) fn reason_trailer_len(
+    code: crate::ReasonCode,
+    properties: &crate::properties::Properties,
+    context: crate::properties::PropertyContext,
+) -> Result<usize, EncodeError> {
+    if properties.is_empty() {
+        return Ok(usize::from(code != crate::ReasonCode::Success));
+    }
+    Ok(1 + properties.encoded_len(context)?)
+}
+
+/// Writes the trailer measured by [`reason_trailer_len`].
+pub(crate) fn write_reason_trailer(
+    code: crate::ReasonCode,
+    properties: &crate::properties::Properties,
+    dst: &mut BytesMut,
+) {
+    if properties.is_empty() {
+        if code != crate::ReasonCode::Success {
+            dst.put_u8(code.as_u8());
+        }
+        return;
+    }
+    dst.put_u8(code.as_u8());
+    properties.write(dst);
+}

@@ -7,7 +7,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{check_reason, read_reason, PacketId, PacketType, ProtocolVersion, QoS};
+use super::{
+    check_reason, read_reason, reason_trailer_len, write_reason_trailer, PacketId, PacketType,
+    ProtocolVersion, QoS,
+};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{Properties, PropertyContext};
 use crate::reason::ReasonCode;
@@ -186,31 +189,17 @@ impl PubResponse {
         if v == ProtocolVersion::V311 {
             return Ok(2);
         }
-        if self.properties.is_empty() {
-            // The reason code may be left out when it is Success.
-            return Ok(if self.reason_code == ReasonCode::Success {
-                2
-            } else {
-                3
-            });
-        }
-        Ok(3 + self
-            .properties
-            .encoded_len(PropertyContext::Packet(packet_type))?)
+        Ok(2 + reason_trailer_len(
+            self.reason_code,
+            &self.properties,
+            PropertyContext::Packet(packet_type),
+        )?)
     }
 
     pub(crate) fn write_body(&self, v: ProtocolVersion, dst: &mut BytesMut) {
         dst.put_u16(self.packet_id.get());
-        if v == ProtocolVersion::V311 {
-            return;
+        if v != ProtocolVersion::V311 {
+            write_reason_trailer(self.reason_code, &self.properties, dst);
         }
-        if self.properties.is_empty() {
-            if self.reason_code != ReasonCode::Success {
-                dst.put_u8(self.reason_code.as_u8());
-            }
-            return;
-        }
-        dst.put_u8(self.reason_code.as_u8());
-        self.properties.write(dst);
     }
 }
