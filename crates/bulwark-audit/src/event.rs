@@ -110,4 +110,23 @@ pub enum AuditEvent {
     AuthorizationDenied {
         action: String,
     },
+    /// The MQTT gateway refused a CONNECT from an identified principal
+    /// (revoked or expired certificate, device not allowed to connect,
+    /// clientId of another device, bad service password).
+    MqttConnectRefused {
+        client_id: String,
+        source: String,
+        reason: String,
+    },
+    /// A second connection took an MQTT session over: the signal of a cloned
+    /// certificate or a device reconnecting before its old link timed out.
+    MqttSessionTakenOver {
+        client_id: String,
+        previous_source: String,
+        source: String,
+    },
+    /// An operator disconnected a live MQTT session.
+    MqttSessionDisconnected {
+        client_id: String,
+    },
 }

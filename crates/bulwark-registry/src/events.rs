@@ -26,6 +26,18 @@ pub enum Event {
     OperatorTokenRevoked {
         token_id: String,
     },
+    /// A device's group or labels changed: its MQTT policy must be
+    /// recompiled.
+    DeviceUpdated {
+        device_id: DeviceId,
+    },
+    /// A policy document or a policy attachment changed: every MQTT
+    /// session's policy must be recompiled.
+    PoliciesChanged,
+    /// A service principal changed or was removed.
+    ServiceChanged {
+        name: String,
+    },
 }
 
 /// Publisher handle; cheap to clone.

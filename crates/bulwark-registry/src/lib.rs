@@ -13,6 +13,7 @@ mod auth;
 mod enroll;
 mod error;
 mod events;
+mod mqtt;
 mod registry;
 mod secrets;
 
@@ -20,5 +21,6 @@ pub use auth::{Action, ClaimIdentity, ClientIdentity, DeviceIdentity, Operator};
 pub use enroll::Enrolled;
 pub use error::RegistryError;
 pub use events::{Event, EventBus};
+pub use mqtt::DeviceAccess;
 pub use registry::{Registry, RegistryConfig};
 pub use secrets::{hash_secret, new_secret, SecretKind};

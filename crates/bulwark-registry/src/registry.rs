@@ -309,7 +309,11 @@ impl Registry {
         if let Some(l) = &update.labels {
             validate_labels(l)?;
         }
-        Ok(self.store.update_device(id, update, op.actor()).await?)
+        let device = self.store.update_device(id, update, op.actor()).await?;
+        self.bus.publish(Event::DeviceUpdated {
+            device_id: device.id.clone(),
+        });
+        Ok(device)
     }
 
     pub async fn get_device(
