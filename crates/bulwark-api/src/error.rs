@@ -84,6 +84,7 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyRevoked(_) | StoreError::TokenAlreadyRevoked(_) => {
                 (S::CONFLICT, "already-revoked")
             }
+            StoreError::PolicyInUse { .. } => (S::CONFLICT, "policy-in-use"),
             StoreError::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable"),
             StoreError::Internal(_) | StoreError::Sqlite(_) => return ApiError::internal(e),
         };
@@ -102,6 +103,7 @@ impl From<RegistryError> for ApiError {
                 ApiError::rate_limited(retry_after_secs)
             }
             RegistryError::Invalid(m) => ApiError::bad_request(m),
+            RegistryError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             RegistryError::Store(s) => s.into(),
             RegistryError::Ca(c) => ApiError::internal(c),
         }

@@ -1,6 +1,9 @@
 //! The closed set of things the audit log records, and who did them.
 
-use bulwark_types::{CertSerial, DeviceId, DeviceState, GroupId, RevocationReason, Role};
+use bulwark_types::{
+    CertSerial, DeviceId, DeviceState, GroupId, PolicyName, PolicyTarget, RevocationReason, Role,
+    ServiceName,
+};
 use serde::{Deserialize, Serialize};
 
 /// Who caused an audited event.
@@ -128,5 +131,45 @@ pub enum AuditEvent {
     /// An operator disconnected a live MQTT session.
     MqttSessionDisconnected {
         client_id: String,
+    },
+    /// A policy document was stored as a new version (1 for a new policy).
+    PolicyVersionCreated {
+        policy: PolicyName,
+        version: u32,
+        /// SHA-256 (hex) of the version's canonical JSON.
+        sha256: String,
+    },
+    /// A stored policy was deleted (its versions are kept, unlisted).
+    PolicyDeleted {
+        policy: PolicyName,
+    },
+    PolicyAttached {
+        policy: PolicyName,
+        target: PolicyTarget,
+    },
+    PolicyDetached {
+        policy: PolicyName,
+        target: PolicyTarget,
+    },
+    ServiceCreated {
+        service: ServiceName,
+        /// Whether a password was generated for it.
+        password: bool,
+    },
+    /// A service principal was deleted; its certificates were revoked in
+    /// the same transaction (each with its own entry).
+    ServiceDeleted {
+        service: ServiceName,
+    },
+    ServiceCertificateIssued {
+        service: ServiceName,
+        serial: CertSerial,
+        not_after: String,
+    },
+    /// A service's password authentication failed. `service` is absent when
+    /// the offered name is not even a valid service name.
+    ServiceAuthenticationFailed {
+        service: Option<ServiceName>,
+        reason: String,
     },
 }

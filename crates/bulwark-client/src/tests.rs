@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use bulwark_types::{CertSerial, DeviceId, DeviceState, GroupId};
 
 use crate::api::{certificate_url, devices_url};
+use crate::policy::attachment_url;
 use crate::{Client, ClientError};
 
 fn ca_pem() -> String {
@@ -207,4 +208,21 @@ async fn mtls_calls_without_identity_fail_before_the_network() {
     assert!(matches!(err, ClientError::Config(_)), "{err:?}");
     let err = c.est_simpleenroll_mtls(b"csr").await.unwrap_err();
     assert!(matches!(err, ClientError::Config(_)), "{err:?}");
+}
+
+#[test]
+fn policy_attachment_urls() {
+    use bulwark_types::{PolicyName, PolicyTarget, ServiceName};
+    let c = client("https://h");
+    let p = PolicyName::new("sensors-rw").unwrap();
+    let g = PolicyTarget::Group(GroupId::new("floor-3").unwrap());
+    let s = PolicyTarget::Service(ServiceName::new("billing").unwrap());
+    assert_eq!(
+        attachment_url(&c, &p, &g).as_str(),
+        "https://h/v1/groups/floor-3/policies/sensors-rw"
+    );
+    assert_eq!(
+        attachment_url(&c, &p, &s).as_str(),
+        "https://h/v1/services/billing/policies/sensors-rw"
+    );
 }

@@ -16,9 +16,9 @@
 //! The encoder refuses to produce what the decoder would refuse, and refuses
 //! packets larger than the peer's maximum packet size.
 //!
-//! Session rules (packet-identifier reuse, topic-alias tables, receive
-//! maximum, which side may send which packet, a second CONNECT) belong to the
-//! session state machine that sits on top of this codec.
+//! Session rules that need state across packets (topic-alias tables,
+//! packet-identifier reuse, QoS 2 duplicates and the receive maximum) are
+//! in [`session`], also sans-I/O; the subscription index is [`tree`].
 //!
 //! ```
 //! use bulwark_mqtt::{ConnAck, Decoder, Encoder, Packet, ProtocolVersion};
@@ -56,8 +56,10 @@ mod error;
 mod packet;
 mod properties;
 mod reason;
+pub mod session;
 mod strings;
 mod topic;
+pub mod tree;
 mod varint;
 
 #[cfg(test)]

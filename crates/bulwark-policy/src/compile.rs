@@ -253,6 +253,35 @@ impl CompiledPolicy {
         }
     }
 
+    /// For explaining an [`Decision::Allow`]: the first allow statement that
+    /// grants `action` on `resource` by itself. For `publish`, `receive` and
+    /// `connect` that is the first matching allow rule; for `subscribe`, an
+    /// allow rule that alone covers every topic the filter can match (a
+    /// filter granted only by the union of several statements has none).
+    /// Says nothing about denies: call [`CompiledPolicy::check`] for the
+    /// decision.
+    pub fn allowed_by(&self, action: Action, resource: &str) -> Option<StatementRef> {
+        let allows = &self.sets[action.index()].allow;
+        match action {
+            Action::Subscribe => {
+                let req = strip_shared(resource).and_then(parse_request)?;
+                allows
+                    .iter()
+                    .find(|r| covered(&req, &[&*r.levels]))
+                    .map(|r| r.origin)
+            }
+            _ => {
+                if !valid_topic_name(resource) {
+                    return None;
+                }
+                allows
+                    .iter()
+                    .find(|r| matches_topic(&r.levels, resource))
+                    .map(|r| r.origin)
+            }
+        }
+    }
+
     /// The name of the `index`th compiled document.
     pub fn document_name(&self, index: usize) -> Option<&str> {
         self.names.get(index).map(String::as_str)

@@ -1,8 +1,9 @@
-//! Who is calling, proven: operators by bearer token, devices and claims by
-//! client certificate. The constructors are private to this crate.
+//! Who is calling, proven: operators by bearer token, devices, claims and
+//! services by client certificate, services also by password. The
+//! constructors are private to this crate.
 
 use bulwark_audit::Actor;
-use bulwark_types::{CertSerial, DeviceId, GroupId, Role};
+use bulwark_types::{CertSerial, DeviceId, GroupId, Role, ServiceName};
 use time::OffsetDateTime;
 
 use crate::RegistryError;
@@ -19,6 +20,12 @@ pub enum Action {
     ManageClaims,
     ManageTokens,
     ReadAudit,
+    /// Store, delete, attach and detach MQTT policies.
+    ManagePolicies,
+    /// Read policies, effective policies, and test decisions.
+    ReadPolicies,
+    /// Create and delete service principals and issue their certificates.
+    ManageServices,
 }
 
 impl Action {
@@ -33,6 +40,9 @@ impl Action {
             Self::ManageClaims => "manage claim certificates",
             Self::ManageTokens => "manage operator tokens",
             Self::ReadAudit => "read the audit log",
+            Self::ManagePolicies => "manage policies",
+            Self::ReadPolicies => "read policies",
+            Self::ManageServices => "manage service principals",
         }
     }
 
@@ -41,8 +51,8 @@ impl Action {
         use Action::*;
         match role {
             Role::Admin => true,
-            Role::Operator => !matches!(self, ManageTokens | ReadAudit),
-            Role::Auditor => matches!(self, ReadGroups | ReadInventory | ReadAudit),
+            Role::Operator => !matches!(self, ManageTokens | ReadAudit | ManageServices),
+            Role::Auditor => matches!(self, ReadGroups | ReadInventory | ReadAudit | ReadPolicies),
             Role::Enroller => matches!(self, ReadGroups | CreateEnrollToken),
         }
     }
@@ -132,11 +142,32 @@ impl ClaimIdentity {
     }
 }
 
+/// A service principal, authenticated by a certificate Bulwark issued to
+/// it or by its password. Only the registry builds one.
+#[derive(Debug, Clone)]
+pub struct ServiceIdentity {
+    pub(crate) name: ServiceName,
+    /// The certificate it presented; `None` when it used its password.
+    pub(crate) serial: Option<CertSerial>,
+}
+
+impl ServiceIdentity {
+    pub fn name(&self) -> &ServiceName {
+        &self.name
+    }
+
+    /// The serial of the certificate it authenticated with, if any.
+    pub fn serial(&self) -> Option<&CertSerial> {
+        self.serial.as_ref()
+    }
+}
+
 /// What a TLS client certificate proved.
 #[derive(Debug, Clone)]
 pub enum ClientIdentity {
     Device(DeviceIdentity),
     Claim(ClaimIdentity),
+    Service(ServiceIdentity),
 }
 
 #[cfg(test)]
@@ -157,6 +188,9 @@ mod tests {
             (ManageClaims, true, true, false, false),
             (ManageTokens, true, false, false, false),
             (ReadAudit, true, false, true, false),
+            (ManagePolicies, true, true, false, false),
+            (ReadPolicies, true, true, true, false),
+            (ManageServices, true, false, false, false),
         ];
         for (action, admin, operator, auditor, enroller) in table {
             for (role, expect) in [

@@ -60,7 +60,7 @@ impl ClaimLimiters {
     }
 }
 
-fn new_cert(kind: CertKind, subject: &str, c: &IssuedCert) -> NewCert {
+pub(crate) fn new_cert(kind: CertKind, subject: &str, c: &IssuedCert) -> NewCert {
     NewCert {
         serial: c.serial.clone(),
         kind,
@@ -72,7 +72,7 @@ fn new_cert(kind: CertKind, subject: &str, c: &IssuedCert) -> NewCert {
     }
 }
 
-fn csr(der: &[u8]) -> Result<VerifiedCsr, RegistryError> {
+pub(crate) fn csr(der: &[u8]) -> Result<VerifiedCsr, RegistryError> {
     verify_csr(der).map_err(|e| RegistryError::Invalid(format!("certificate request refused: {e}")))
 }
 

@@ -15,6 +15,9 @@ pub enum RegistryError {
     /// The request itself is wrong (bad CSR, weak key, bad field).
     #[error("{0}")]
     Invalid(String),
+    /// The request conflicts with what exists (a built-in policy's name).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("certificate authority failure")]

@@ -1,8 +1,9 @@
 //! Bulwark's identity domain.
 //!
-//! [`Registry`] is where enrollment, renewal, lifecycle moves, revocation and
-//! operator authentication are decided. The HTTP layer parses requests and
-//! renders answers; it makes no decision of its own.
+//! [`Registry`] is where enrollment, renewal, lifecycle moves, revocation,
+//! operator and service authentication, and stored MQTT policies are
+//! decided. The HTTP layer parses requests and renders answers; it makes no
+//! decision of its own.
 //!
 //! Proof types: an [`Operator`] is built only by
 //! [`Registry::authenticate_operator`], a [`ClientIdentity`] only by
@@ -14,13 +15,19 @@ mod enroll;
 mod error;
 mod events;
 mod mqtt;
+mod policy;
 mod registry;
 mod secrets;
+mod service;
 
-pub use auth::{Action, ClaimIdentity, ClientIdentity, DeviceIdentity, Operator};
+pub use auth::{Action, ClaimIdentity, ClientIdentity, DeviceIdentity, Operator, ServiceIdentity};
 pub use enroll::Enrolled;
 pub use error::RegistryError;
 pub use events::{Event, EventBus};
-pub use mqtt::DeviceAccess;
+pub use mqtt::{DeviceAccess, PolicySource, ServiceAccess};
+pub use policy::{
+    builtin_policy, statement_origin, Access, EffectivePolicy, PolicyStored, PolicySubject,
+    PolicyTestOutcome, PolicyView,
+};
 pub use registry::{Registry, RegistryConfig};
 pub use secrets::{hash_secret, new_secret, SecretKind};

@@ -10,12 +10,14 @@ use bulwark_store::{
 };
 use bulwark_types::{
     CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState,
-    EnrollToken, Group, GroupId, OperatorToken, RevocationReason, Role,
+    EnrollToken, Group, GroupId, OperatorToken, RevocationReason, Role, ServiceName,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::auth::{Action, ClaimIdentity, ClientIdentity, DeviceIdentity, Operator};
+use crate::auth::{
+    Action, ClaimIdentity, ClientIdentity, DeviceIdentity, Operator, ServiceIdentity,
+};
 use crate::enroll::ClaimLimiters;
 use crate::events::{Event, EventBus};
 use crate::secrets::{hash_secret, new_secret, SecretKind};
@@ -186,6 +188,17 @@ impl Registry {
                     group: claim.group,
                     rate_per_minute: claim.rate_per_minute,
                     serial,
+                }))
+            }
+            CertKind::Service => {
+                let name = ServiceName::new(rec.info.subject)
+                    .map_err(|_| unauth("certificate subject is not a service name"))?;
+                if self.store.get_service(&name).await?.is_none() {
+                    return Err(unauth(&format!("service {name} no longer exists")));
+                }
+                Ok(ClientIdentity::Service(ServiceIdentity {
+                    name,
+                    serial: Some(serial),
                 }))
             }
             CertKind::Server => Err(unauth("a server certificate cannot authenticate a client")),
@@ -395,7 +408,8 @@ impl Registry {
         Ok(c)
     }
 
-    fn revoked(&self, serial: CertSerial, device_id: Option<DeviceId>) {
+    /// Marks the CRL for rebuilding and tells the bus.
+    pub(crate) fn revoked(&self, serial: CertSerial, device_id: Option<DeviceId>) {
         if let Ok(mut d) = self.crl_dirty.lock() {
             *d = true;
         }

@@ -15,6 +15,8 @@ pub enum SecretKind {
     Operator,
     /// `bwe_…`: a single-use enrollment token.
     Enrollment,
+    /// `bws_…`: a service principal's password (stored as an Argon2id hash).
+    Service,
 }
 
 /// A new random secret (256 bits) and a short random public id for it.
@@ -31,6 +33,7 @@ pub fn new_secret(kind: SecretKind) -> (String, String) {
     let prefix = match kind {
         SecretKind::Operator => "bwk_",
         SecretKind::Enrollment => "bwe_",
+        SecretKind::Service => "bws_",
     };
     (
         format!("{prefix}{}", URL_SAFE_NO_PAD.encode(secret)),

@@ -19,11 +19,78 @@ pub struct ApiFile {
     pub handshake_timeout_secs: Option<u64>,
 }
 
-/// The `[mqtt]` table (reserved for the gateway).
+/// The `[mqtt]` table: the gateway's listeners and limits (see
+/// `bulwark_gateway::GatewayLimits` for what each limit means).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttFile {
     pub addr: Option<SocketAddr>,
+    /// The plaintext loopback listener; dev mode only.
+    pub dev_plain_addr: Option<SocketAddr>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub connect_timeout_secs: Option<u64>,
+    pub max_packet_size: Option<u32>,
+    pub max_packet_size_unauthenticated: Option<u32>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<u32>,
+    pub max_subscriptions: Option<usize>,
+    pub max_topic_len: Option<usize>,
+    pub max_topic_levels: Option<usize>,
+    pub receive_maximum: Option<u16>,
+    pub max_inflight: Option<u16>,
+    pub max_queued: Option<usize>,
+    pub topic_alias_maximum: Option<u16>,
+    pub max_keepalive_secs: Option<u16>,
+    pub max_session_expiry_secs: Option<u32>,
+    pub publish_rate: Option<f64>,
+    pub publish_burst: Option<f64>,
+    pub publish_bytes_rate: Option<f64>,
+    pub publish_bytes_burst: Option<f64>,
+    pub auth_failures_before_backoff: Option<u32>,
+    pub auth_backoff_max_secs: Option<u64>,
+    pub flap_max_connects: Option<u32>,
+    pub flap_window_secs: Option<u64>,
+    pub max_retained: Option<usize>,
+}
+
+impl MqttFile {
+    /// The gateway limits: defaults, overridden by the file, validated.
+    fn limits(&self) -> Result<bulwark_gateway::GatewayLimits> {
+        use std::time::Duration;
+        let mut l = bulwark_gateway::GatewayLimits::default();
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { l.$field = v; })* };
+        }
+        set!(
+            max_packet_size,
+            max_packet_size_unauthenticated,
+            max_connections,
+            max_connections_per_ip,
+            max_subscriptions,
+            max_topic_len,
+            max_topic_levels,
+            receive_maximum,
+            max_inflight,
+            max_queued,
+            topic_alias_maximum,
+            max_keepalive_secs,
+            max_session_expiry_secs,
+            publish_rate,
+            publish_burst,
+            publish_bytes_rate,
+            publish_bytes_burst,
+            auth_failures_before_backoff,
+            flap_max_connects,
+            max_retained
+        );
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        l.handshake_timeout = secs(self.handshake_timeout_secs, l.handshake_timeout);
+        l.connect_timeout = secs(self.connect_timeout_secs, l.connect_timeout);
+        l.auth_backoff_max = secs(self.auth_backoff_max_secs, l.auth_backoff_max);
+        l.flap_window = secs(self.flap_window_secs, l.flap_window);
+        l.validate().map_err(|e| anyhow::anyhow!("[{e}"))?;
+        Ok(l)
+    }
 }
 
 /// The `[ca]` table.
@@ -109,6 +176,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub api_addr: Option<SocketAddr>,
     pub mqtt_addr: Option<SocketAddr>,
+    pub dev_mqtt_plain_addr: Option<SocketAddr>,
     pub passphrase_file: Option<PathBuf>,
     pub dev: bool,
     pub log_format: Option<String>,
@@ -122,6 +190,9 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub api_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
+    /// The plaintext loopback MQTT listener (dev mode only).
+    pub dev_mqtt_plain_addr: Option<SocketAddr>,
+    pub mqtt_limits: bulwark_gateway::GatewayLimits,
     pub tls_names: Vec<String>,
     pub organization: String,
     /// Lifetime of device certificates, in seconds.
@@ -163,6 +234,21 @@ impl Config {
                 }
             }
         }
+        let dev_mqtt_plain_addr = match (dev, o.dev_mqtt_plain_addr.or(file.mqtt.dev_plain_addr)) {
+            (false, Some(_)) => bail!(
+                "the plaintext MQTT listener (--dev-mqtt-plain-addr, [mqtt] dev_plain_addr) \
+                 exists only in --dev mode"
+            ),
+            (false, None) => None,
+            (true, a) => {
+                let a = a.unwrap_or_else(|| "127.0.0.1:1884".parse().expect("valid default"));
+                if !a.ip().is_loopback() {
+                    bail!("--dev-mqtt-plain-addr {a}: the plaintext MQTT listener may only bind a loopback address");
+                }
+                Some(a)
+            }
+        };
+        let mqtt_limits = file.mqtt.limits()?;
         let data_dir = o.data_dir.or(file.data_dir);
         let data_dir = match (dev, data_dir) {
             (_, Some(d)) => Some(d),
@@ -242,6 +328,8 @@ impl Config {
             data_dir,
             api_addr,
             mqtt_addr,
+            dev_mqtt_plain_addr,
+            mqtt_limits,
             tls_names,
             organization,
             device_cert_secs,

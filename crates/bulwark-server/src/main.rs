@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the Bulwark server (API, EST, CA; the MQTT gateway comes later).
+    /// Run the Bulwark server: API, EST, CA and the MQTT gateway.
     ///
     /// The first start initializes the data directory: a root and an
     /// issuing CA, an audit key (all encrypted with a key derived from the
@@ -56,10 +56,17 @@ struct ServerArgs {
     /// Address of the HTTPS API and EST [default: 0.0.0.0:8443; 127.0.0.1:8443 with --dev].
     #[arg(long, env = "BULWARK_API_ADDR", value_name = "ADDR")]
     api_addr: Option<SocketAddr>,
-    /// Address of the MQTT gateway (reserved; not served yet)
+    /// Address of the MQTT gateway (MQTT over TLS; a client certificate
+    /// issued by this server is required)
     /// [default: 0.0.0.0:8883; 127.0.0.1:8883 with --dev].
     #[arg(long, env = "BULWARK_MQTT_ADDR", value_name = "ADDR")]
     mqtt_addr: Option<SocketAddr>,
+    /// With --dev only: a plaintext MQTT listener on a loopback address for
+    /// trying Bulwark with any MQTT tool; anonymous clients get a permissive
+    /// dev policy. Refused outside dev mode or on a non-loopback address
+    /// [default with --dev: 127.0.0.1:1884].
+    #[arg(long, env = "BULWARK_DEV_MQTT_PLAIN_ADDR", value_name = "ADDR")]
+    dev_mqtt_plain_addr: Option<SocketAddr>,
     /// File holding the passphrase that protects the CA keys
     /// (alternative: the BULWARK_PASSPHRASE environment variable).
     #[arg(long, env = "BULWARK_PASSPHRASE_FILE", value_name = "FILE")]
@@ -110,6 +117,7 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<ExitCode> {
             data_dir: a.data_dir,
             api_addr: a.api_addr,
             mqtt_addr: a.mqtt_addr,
+            dev_mqtt_plain_addr: a.dev_mqtt_plain_addr,
             passphrase_file: a.passphrase_file,
             dev: a.dev,
             log_format: a.log_format,

@@ -174,10 +174,58 @@ pub async fn run(cfg: Config) -> Result<()> {
     )
     .context("cannot build the TLS configuration")?;
 
+    // The gateway: the same certificate; no ALPN (MQTT clients rarely
+    // send one, and one that sends "mqtt" must not be refused).
+    let mut mqtt_tls = (*tls).clone();
+    mqtt_tls.alpn_protocols = Vec::new();
+    let mqtt_store = bulwark_store::MqttStore::open(&data_dir.join("mqtt.db"))
+        .context("cannot open the MQTT session store")?;
+    let gateway = bulwark_gateway::Gateway::new(
+        registry.clone(),
+        cfg.mqtt_limits.clone(),
+        Arc::new(mqtt_tls),
+        Some(mqtt_store),
+    );
+    let restored = gateway
+        .restore()
+        .await
+        .context("cannot restore MQTT sessions")?;
+    tracing::info!(
+        sessions = restored.sessions,
+        dropped = restored.dropped_sessions,
+        messages = restored.messages,
+        retained = restored.retained,
+        wills = restored.wills,
+        "MQTT state restored"
+    );
+    gateway.spawn_enforcement();
+    spawn_tls_rotation(
+        ca.clone(),
+        store.clone(),
+        cfg.tls_names.clone(),
+        gateway.clone(),
+    );
+
     let listener = tokio::net::TcpListener::bind(cfg.api_addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.api_addr))?;
     let api_addr = listener.local_addr()?;
+    let mqtt_listener = tokio::net::TcpListener::bind(cfg.mqtt_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for MQTT", cfg.mqtt_addr))?;
+    let mqtt_addr = mqtt_listener.local_addr()?;
+    let plain_listener = match cfg.dev_mqtt_plain_addr {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} for plaintext dev MQTT"))?,
+        ),
+        None => None,
+    };
+    let plain_addr = plain_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
     let limits = Limits::new(cfg.limits);
     limits.spawn_pruner();
     let app = bulwark_api::router(Arc::new(AppState {
@@ -185,11 +233,38 @@ pub async fn run(cfg: Config) -> Result<()> {
         limits,
     }));
     let url = format!("https://{}", host_port(api_addr));
-    tracing::info!(%url, mqtt_addr = %cfg.mqtt_addr, "API listening (MQTT gateway not yet implemented)");
+    tracing::info!(%url, %mqtt_addr, "API and MQTT gateway (mTLS) listening");
+    if let Some(a) = plain_addr {
+        tracing::warn!(addr = %a, "dev mode: plaintext MQTT listener for anonymous clients under a permissive policy");
+    }
 
     if cfg.dev {
         let token = registry.bootstrap_admin_token("dev-admin").await?;
-        write_dev_env(&data_dir, &url, &token)?;
+        write_dev_env(&data_dir, &url, &token, mqtt_addr, plain_addr)?;
+    }
+
+    // One shutdown signal for every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mqtt_task = {
+        let gateway = gateway.clone();
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { gateway.serve_tls(mqtt_listener, stop).await })
+    };
+    if let Some(l) = plain_listener {
+        let gateway = gateway.clone();
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = gateway.serve_dev_plain(l, stop).await {
+                tracing::error!(error = %e, "plaintext dev MQTT listener stopped");
+            }
+        });
     }
 
     let serve = ServeConfig {
@@ -197,7 +272,9 @@ pub async fn run(cfg: Config) -> Result<()> {
         handshake_timeout: Duration::from_secs(cfg.handshake_timeout_secs),
         drain_timeout: Duration::from_secs(10),
     };
-    bulwark_api::serve(listener, tls, app, serve, shutdown_signal()).await;
+    bulwark_api::serve(listener, tls, app, serve, stopped(stop_rx)).await;
+    let _ = mqtt_task.await;
+    gateway.flush().await;
     tracing::info!("shutting down");
     if let Err(e) = store.checkpoint_now().await {
         tracing::error!(error = %e, "final audit checkpoint failed");
@@ -225,15 +302,32 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Prints and writes `dev.env`: shell-sourceable connection settings.
-fn write_dev_env(data_dir: &Path, url: &str, token: &str) -> Result<()> {
+fn write_dev_env(
+    data_dir: &Path,
+    url: &str,
+    token: &str,
+    mqtt: std::net::SocketAddr,
+    plain: Option<std::net::SocketAddr>,
+) -> Result<()> {
     let cacert: PathBuf = Ca::bundle_path(data_dir);
     let cacert = std::fs::canonicalize(&cacert).unwrap_or(cacert);
-    let text = format!(
-        "export BULWARK_ADDR={}\nexport BULWARK_TOKEN={}\nexport BULWARK_CACERT={}\n",
+    let mut text = format!(
+        "export BULWARK_ADDR={}\nexport BULWARK_TOKEN={}\nexport BULWARK_MQTT_ADDR={}\n",
         shell_quote(url),
         shell_quote(token),
-        shell_quote(&cacert.display().to_string())
+        shell_quote(&host_port(mqtt)),
     );
+    if let Some(p) = plain {
+        text.push_str(&format!(
+            "export BULWARK_MQTT_DEV_ADDR={}\n",
+            shell_quote(&host_port(p))
+        ));
+    }
+    // Last: the test harness waits for this line.
+    text.push_str(&format!(
+        "export BULWARK_CACERT={}\n",
+        shell_quote(&cacert.display().to_string())
+    ));
     let path = data_dir.join("dev.env");
     write_private(&path, &text)?;
     let mut out = std::io::stdout().lock();
@@ -246,6 +340,51 @@ fn write_dev_env(data_dir: &Path, url: &str, token: &str) -> Result<()> {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// SIGHUP rotates the MQTT gateway's server certificate: a new one is
+/// issued and recorded, and new connections get it while open sessions
+/// keep theirs (the API keeps its certificate until restart).
+fn spawn_tls_rotation(
+    ca: Arc<Ca>,
+    store: Arc<dyn Store>,
+    names: Vec<String>,
+    gateway: bulwark_gateway::Gateway,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; certificate rotation disabled");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let rotated = async {
+                let (cert, key) = ca.issue_server(&names)?;
+                store
+                    .record_server_certificate(server_cert_record(&cert, &names)?)
+                    .await?;
+                let config = bulwark_api::server_tls_config(
+                    vec![cert.clone(), ca.issuing_der().to_vec()],
+                    key.to_vec(),
+                    &[ca.root_der(), ca.issuing_der()],
+                )?;
+                let mut config = (*config).clone();
+                config.alpn_protocols = Vec::new();
+                gateway.reload_tls(Arc::new(config));
+                anyhow::Ok(sha256_hex(&cert))
+            }
+            .await;
+            match rotated {
+                Ok(fp) => tracing::info!(sha256 = %fp, "MQTT server certificate rotated"),
+                Err(e) => {
+                    tracing::error!(error = %e, "MQTT server certificate rotation failed; keeping the old one")
+                }
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

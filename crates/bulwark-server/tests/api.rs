@@ -811,6 +811,21 @@ fn openapi_document_describes_every_route() {
             ("/.well-known/est/cacerts", "get"),
             ("/.well-known/est/simpleenroll", "post"),
             ("/.well-known/est/simplereenroll", "post"),
+            ("/v1/devices/{id}/effective-policy", "get"),
+            ("/v1/groups/{group}/policies/{name}", "put"),
+            ("/v1/groups/{group}/policies/{name}", "delete"),
+            ("/v1/policies", "get"),
+            ("/v1/policies", "post"),
+            ("/v1/policies/test", "post"),
+            ("/v1/policies/{name}", "get"),
+            ("/v1/policies/{name}", "delete"),
+            ("/v1/services", "get"),
+            ("/v1/services", "post"),
+            ("/v1/services/{service}", "delete"),
+            ("/v1/services/{service}/certificate", "post"),
+            ("/v1/services/{service}/effective-policy", "get"),
+            ("/v1/services/{service}/policies/{name}", "put"),
+            ("/v1/services/{service}/policies/{name}", "delete"),
         ];
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {

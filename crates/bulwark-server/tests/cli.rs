@@ -337,7 +337,7 @@ fn first_start_writes_private_files_and_a_working_admin_token() {
 }
 
 #[test]
-fn dev_env_is_exactly_three_sourceable_exports() {
+fn dev_env_is_exactly_the_sourceable_exports() {
     let server = Server::start("");
     let file = server.data_dir().join("dev.env");
     assert_eq!(mode(&file), 0o600, "dev.env holds the admin token");
@@ -350,6 +350,8 @@ fn dev_env_is_exactly_three_sourceable_exports() {
         [
             format!("export BULWARK_ADDR='https://127.0.0.1:{port}'"),
             format!("export BULWARK_TOKEN='{}'", server.token),
+            format!("export BULWARK_MQTT_ADDR='{}'", server.mqtt_addr),
+            format!("export BULWARK_MQTT_DEV_ADDR='{}'", server.mqtt_dev_addr),
             format!("export BULWARK_CACERT='{}'", server.cacert.display()),
         ]
     );

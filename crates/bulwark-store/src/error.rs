@@ -40,6 +40,8 @@ pub enum StoreError {
     AlreadyRevoked(String),
     #[error("operator token {0} is already revoked")]
     TokenAlreadyRevoked(String),
+    #[error("policy {policy} is attached to {attachments}; detach it first")]
+    PolicyInUse { policy: String, attachments: String },
     #[error("the store is shutting down")]
     Unavailable,
     #[error("store failure: {0}")]

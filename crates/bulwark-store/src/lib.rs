@@ -6,24 +6,34 @@
 //! state change and its audit entries commit in one transaction, so the
 //! registry and the audit log can never disagree.
 //!
+//! [`MqttStore`] keeps the MQTT gateway's sessions, retained messages and
+//! wills in a file of their own, with the same commit discipline.
+//!
 //! Invariant: a method that changes state returns only after its
 //! transaction is durably committed (SQLite WAL, `synchronous=FULL`).
 
 mod error;
 mod model;
+pub mod mqtt;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use bulwark_audit::{Actor, AuditEvent, Checkpoint, Entry};
 use bulwark_types::{
     CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState, EnrollToken,
-    Group, OperatorToken, RevocationReason,
+    Group, OperatorToken, PolicyName, PolicySummary, PolicyTarget, RevocationReason, Service,
+    ServiceName,
 };
 
 pub use error::StoreError;
 pub use model::{
     CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment, NewCert, NewClaim, NewDevice,
-    NewEnrollToken, NewGroup, NewOperatorToken, Reenrollment, RevokedCert, TokenHash, Transition,
+    NewEnrollToken, NewGroup, NewOperatorToken, NewPolicyVersion, NewService, PolicyRecord,
+    PolicyWrite, Reenrollment, RevokedCert, ServiceRecord, StoredPolicy, TokenHash, Transition,
+};
+pub use mqtt::{
+    MqttOp, MqttSnapshot, MqttStore, MqttStoreStats, StoredMessage, StoredRetained, StoredSession,
+    StoredSubscription, StoredWill,
 };
 pub use sqlite::{CheckpointPolicy, CheckpointSigner, SqliteStore};
 
@@ -95,6 +105,54 @@ pub trait Store: Send + Sync + 'static {
     async fn find_operator_token(&self, hash: &TokenHash) -> Result<Option<OperatorToken>>;
     async fn list_operator_tokens(&self) -> Result<Vec<OperatorToken>>;
     async fn revoke_operator_token(&self, id: String, actor: Actor) -> Result<OperatorToken>;
+
+    // --- policies ---------------------------------------------------------
+    /// Stores `policy` as its name's next version (1 for a new or deleted
+    /// name); a document equal to the current version stores nothing.
+    async fn put_policy(&self, policy: NewPolicyVersion, actor: Actor) -> Result<PolicyWrite>;
+    /// Live (not deleted) policies, by name, with their attachments.
+    async fn list_policies(&self) -> Result<Vec<PolicySummary>>;
+    /// A live policy with `version` (default: the current one) and its
+    /// version list; `None` if there is no such live policy,
+    /// `NotFound { what: "policy version" }` if there is no such version.
+    async fn get_policy(
+        &self,
+        name: &PolicyName,
+        version: Option<u32>,
+    ) -> Result<Option<PolicyRecord>>;
+    /// Deletes a policy; refused with `PolicyInUse` while it is attached.
+    async fn delete_policy(&self, name: PolicyName, actor: Actor) -> Result<()>;
+    /// Attaches a live policy to a group or service; `false` when it
+    /// already was (nothing written).
+    async fn attach_policy(
+        &self,
+        name: PolicyName,
+        target: PolicyTarget,
+        actor: Actor,
+    ) -> Result<bool>;
+    async fn detach_policy(
+        &self,
+        name: PolicyName,
+        target: PolicyTarget,
+        actor: Actor,
+    ) -> Result<()>;
+    /// The current version of every policy attached to `target`, by name.
+    async fn attached_policies(&self, target: &PolicyTarget) -> Result<Vec<StoredPolicy>>;
+
+    // --- service principals -------------------------------------------------
+    async fn create_service(&self, service: NewService, actor: Actor) -> Result<Service>;
+    async fn list_services(&self) -> Result<Vec<Service>>;
+    async fn get_service(&self, name: &ServiceName) -> Result<Option<ServiceRecord>>;
+    /// Deletes a service, detaches its policies and revokes its live
+    /// certificates, atomically; returns the revoked serials.
+    async fn delete_service(&self, name: ServiceName, actor: Actor) -> Result<Vec<CertSerial>>;
+    /// Records a certificate issued to an existing service.
+    async fn record_service_certificate(
+        &self,
+        name: ServiceName,
+        cert: NewCert,
+        actor: Actor,
+    ) -> Result<()>;
 
     // --- audit ------------------------------------------------------------
     /// Appends a security event that changes no other state.

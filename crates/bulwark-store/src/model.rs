@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use bulwark_audit::Actor;
-use bulwark_types::{CertKind, CertSerial, DeviceId, DeviceState, GroupId, RevocationReason, Role};
+use bulwark_types::{
+    CertKind, CertSerial, DeviceId, DeviceState, GroupId, PolicyName, PolicySummary, PolicyVersion,
+    RevocationReason, Role, Service, ServiceName,
+};
 use time::OffsetDateTime;
 
 /// SHA-256 of a bearer secret. Secrets themselves are never stored.
@@ -123,4 +126,60 @@ pub struct NewOperatorToken {
     pub name: String,
     pub role: Role,
     pub expires_at: OffsetDateTime,
+}
+
+/// A policy document to store. The registry has validated it; the store
+/// keeps the canonical JSON as given.
+#[derive(Debug, Clone)]
+pub struct NewPolicyVersion {
+    pub name: PolicyName,
+    /// Canonical JSON of the document.
+    pub document: String,
+    /// SHA-256 (hex) of `document`.
+    pub sha256: String,
+}
+
+/// What storing a document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyWrite {
+    /// The policy's current version after the write.
+    pub version: u32,
+    /// False when the document equals the current version: nothing was
+    /// stored or audited.
+    pub created: bool,
+}
+
+/// One stored version, with its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub name: PolicyName,
+    pub version: u32,
+    /// Canonical JSON.
+    pub document: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A stored policy: one version's document, and what is known about it.
+#[derive(Debug, Clone)]
+pub struct PolicyRecord {
+    /// Name, current version, attachments.
+    pub summary: PolicySummary,
+    /// The version asked for (the current one by default).
+    pub selected: StoredPolicy,
+    /// Every version, oldest first.
+    pub versions: Vec<PolicyVersion>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewService {
+    pub name: ServiceName,
+    /// Argon2id PHC string, when the service may use a password.
+    pub password_hash: Option<String>,
+}
+
+/// A service as the server holds it, with its password hash.
+#[derive(Debug, Clone)]
+pub struct ServiceRecord {
+    pub service: Service,
+    pub password_hash: Option<String>,
 }

@@ -102,6 +102,20 @@ id_type!(
     "label",
     64
 );
+id_type!(
+    /// The name of a stored MQTT policy (it appears in URLs and audit entries).
+    PolicyName,
+    "policy name",
+    128
+);
+id_type!(
+    /// The name of a service principal: a backend application that talks
+    /// MQTT with its own credentials and policies. The subject CN of its
+    /// certificates and its MQTT username.
+    ServiceName,
+    "service name",
+    64
+);
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ mod lifecycle;
 mod role;
 mod serial;
 
-pub use ids::{DeviceId, GroupId, IdError, Label};
+pub use ids::{DeviceId, GroupId, IdError, Label, PolicyName, ServiceName};
 pub use lifecycle::{DeviceState, RevocationReason, TransitionError};
 pub use role::Role;
 pub use serial::{CertSerial, SerialError};
@@ -17,4 +17,5 @@ mod records;
 
 pub use records::{
     CertKind, Certificate, Claim, Device, DeviceDetail, EnrollToken, Group, OperatorToken,
+    PolicySummary, PolicyTarget, PolicyVersion, Service,
 };

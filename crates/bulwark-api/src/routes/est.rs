@@ -143,7 +143,21 @@ pub(crate) async fn est_simpleenroll(
                 d.device_id()
             ),
         )),
+        ClientIdentity::Service(svc) => Err(service_refused(&svc)),
     }
+}
+
+/// A service certificate is not a device's: EST is for devices only.
+fn service_refused(svc: &bulwark_registry::ServiceIdentity) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "service {} may not enroll or renew over EST; an operator issues service \
+             certificates with POST /v1/services/{{name}}/certificate",
+            svc.name()
+        ),
+    )
 }
 
 /// Re-enroll: renew a device's certificate (a new key is allowed).
@@ -175,5 +189,6 @@ pub(crate) async fn est_simplereenroll(
             "forbidden",
             "a claim certificate may only call simpleenroll",
         )),
+        ClientIdentity::Service(svc) => Err(service_refused(&svc)),
     }
 }

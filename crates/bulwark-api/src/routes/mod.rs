@@ -5,13 +5,15 @@ mod ca;
 mod devices;
 mod est;
 mod fleet;
+mod policies;
+mod services;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use bulwark_types::{CertSerial, DeviceId};
 
@@ -23,6 +25,8 @@ pub(crate) use ca::*;
 pub(crate) use devices::*;
 pub(crate) use est::*;
 pub(crate) use fleet::*;
+pub(crate) use policies::*;
+pub(crate) use services::*;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let limits = state.limits.config;
@@ -37,7 +41,29 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/devices/{id}/quarantine", post(quarantine))
         .route("/devices/{id}/release", post(release))
         .route("/devices/{id}/decommission", post(decommission))
+        .route(
+            "/devices/{id}/effective-policy",
+            get(device_effective_policy),
+        )
         .route("/groups", get(list_groups).post(create_group))
+        .route(
+            "/groups/{group}/policies/{name}",
+            put(attach_group_policy).delete(detach_group_policy),
+        )
+        .route("/policies", get(list_policies).post(put_policy))
+        .route("/policies/test", post(test_policy))
+        .route("/policies/{name}", get(get_policy).delete(delete_policy))
+        .route("/services", get(list_services).post(create_service))
+        .route("/services/{service}", delete(delete_service))
+        .route("/services/{service}/certificate", post(service_certificate))
+        .route(
+            "/services/{service}/effective-policy",
+            get(service_effective_policy),
+        )
+        .route(
+            "/services/{service}/policies/{name}",
+            put(attach_service_policy).delete(detach_service_policy),
+        )
         .route(
             "/enroll-tokens",
             get(list_enroll_tokens).post(create_enroll_token),

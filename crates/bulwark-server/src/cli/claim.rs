@@ -102,7 +102,7 @@ pub(super) async fn run(cmd: ClaimCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// The CSR file as PEM text; DER and other files are refused with a hint.
-fn read_csr(path: &std::path::Path) -> anyhow::Result<String> {
+pub(super) fn read_csr(path: &std::path::Path) -> anyhow::Result<String> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read CSR {}", path.display()))?;
     check_csr_pem(bytes).with_context(|| format!("{} is not a usable CSR", path.display()))

@@ -10,7 +10,8 @@
 //! JSON with `--output json`. Secrets that are created (enrollment and
 //! operator tokens) are printed alone on stdout so `T=$(bulwark ...)` works.
 //! Errors print to stderr as `error: <message>` and exit with status 1; clap
-//! exits with 2 on usage errors.
+//! exits with 2 on usage errors, and `policy test` with 2 when the action
+//! is denied.
 
 mod audit;
 mod cert;
@@ -20,6 +21,8 @@ mod duration;
 mod enroll_token;
 mod group;
 mod output;
+mod policy;
+mod service;
 mod token;
 
 use std::path::PathBuf;
@@ -35,6 +38,8 @@ pub use device::DeviceCmd;
 pub use enroll_token::EnrollTokenCmd;
 pub use group::GroupCmd;
 pub use output::OutputFormat;
+pub use policy::PolicyCmd;
+pub use service::ServiceCmd;
 pub use token::TokenCmd;
 
 /// The commands that talk to a running server's operator API.
@@ -64,6 +69,17 @@ pub enum ClientCommand {
     ///
     /// Example: bulwark token create --name ci --role operator --ttl 30d
     Token(TokenCmd),
+    /// Store, list, show, delete, attach and test MQTT policies.
+    ///
+    /// `policy test` exits 0 when the action is allowed, 2 when denied.
+    ///
+    /// Example: bulwark policy test --device door-17 --action publish --topic devices/door-17/state
+    Policy(PolicyCmd),
+    /// Create, list and delete service principals (backend applications)
+    /// and issue their certificates.
+    ///
+    /// Example: bulwark service cert billing --csr billing.csr --out billing.pem
+    Service(ServiceCmd),
     /// List, export and verify the hash-chained audit log.
     ///
     /// Example: bulwark audit verify
@@ -152,6 +168,8 @@ async fn dispatch(cmd: ClientCommand, opts: &ClientOpts) -> anyhow::Result<ExitC
         ClientCommand::Cert(c) => cert::run(c, &ctx).await,
         ClientCommand::Claim(c) => claim::run(c, &ctx).await,
         ClientCommand::Token(c) => token::run(c, &ctx).await,
+        ClientCommand::Policy(c) => policy::run(c, &ctx).await,
+        ClientCommand::Service(c) => service::run(c, &ctx).await,
         ClientCommand::Audit(c) => audit::run(c, &ctx).await,
         ClientCommand::Health => health(&ctx).await,
     }
@@ -213,4 +231,25 @@ async fn health(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The client commands as `main` mounts them (with a propagated
+    /// `--version`, which a subcommand's own `--version` would clash with).
+    #[derive(clap::Parser, Debug)]
+    #[command(name = "bulwark", version, propagate_version = true)]
+    struct Cli {
+        #[command(subcommand)]
+        command: super::ClientCommand,
+        #[command(flatten)]
+        client: super::ClientOpts,
+    }
+
+    #[test]
+    fn every_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

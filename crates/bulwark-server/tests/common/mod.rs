@@ -2,6 +2,8 @@
 //! temporary data directory, and gives typed clients, CSRs and CLI runs.
 #![allow(dead_code)]
 
+pub mod mqtt;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +22,10 @@ pub struct Server {
     pub addr: String,
     pub token: String,
     pub cacert: PathBuf,
+    /// `host:port` of the mTLS MQTT listener.
+    pub mqtt_addr: String,
+    /// `host:port` of the plaintext dev MQTT listener.
+    pub mqtt_dev_addr: String,
 }
 
 impl Server {
@@ -33,6 +39,8 @@ impl Server {
             addr: String::new(),
             token: String::new(),
             cacert: PathBuf::new(),
+            mqtt_addr: String::new(),
+            mqtt_dev_addr: String::new(),
         };
         s.spawn();
         s
@@ -54,7 +62,14 @@ impl Server {
             .open(self.dir.path().join("server.log"))
             .expect("log file");
         let child = Command::new(bin())
-            .args(["server", "--dev", "--api-addr", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--dev", "--api-addr", "127.0.0.1:0"])
+            .args([
+                "--mqtt-addr",
+                "127.0.0.1:0",
+                "--dev-mqtt-plain-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
             .arg(&data)
             .arg("--config")
             .arg(&cfg)
@@ -79,6 +94,8 @@ impl Server {
                             "BULWARK_ADDR" => self.addr = v,
                             "BULWARK_TOKEN" => self.token = v,
                             "BULWARK_CACERT" => self.cacert = PathBuf::from(v),
+                            "BULWARK_MQTT_ADDR" => self.mqtt_addr = v,
+                            "BULWARK_MQTT_DEV_ADDR" => self.mqtt_dev_addr = v,
                             _ => {}
                         }
                     }

@@ -6,6 +6,7 @@
 //! assumes it is the only writer.
 
 mod ops;
+mod policies;
 mod rows;
 mod schema;
 mod writer;

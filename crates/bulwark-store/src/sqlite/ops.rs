@@ -4,20 +4,23 @@ use async_trait::async_trait;
 use bulwark_audit::{Actor, AuditEvent, Checkpoint, EnrollMethod, Entry};
 use bulwark_types::{
     CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState,
-    EnrollToken, Group, OperatorToken, RevocationReason,
+    EnrollToken, Group, OperatorToken, PolicyName, PolicySummary, PolicyTarget, RevocationReason,
+    Service, ServiceName,
 };
 use rusqlite::{params, OptionalExtension};
 
+use super::policies;
 use super::rows::{self, ms};
 use super::writer::{rfc3339, WriteTx};
 use super::{audit_entry, read_checkpoints, SqliteStore};
 use crate::{
     CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment, NewCert, NewClaim, NewDevice,
-    NewEnrollToken, NewGroup, NewOperatorToken, Reenrollment, Result, RevokedCert, Store,
-    StoreError, TokenHash, Transition,
+    NewEnrollToken, NewGroup, NewOperatorToken, NewPolicyVersion, NewService, PolicyRecord,
+    PolicyWrite, Reenrollment, Result, RevokedCert, ServiceRecord, Store, StoreError, StoredPolicy,
+    TokenHash, Transition,
 };
 
-fn insert_cert(tx: &WriteTx<'_>, c: &NewCert) -> Result<()> {
+pub(super) fn insert_cert(tx: &WriteTx<'_>, c: &NewCert) -> Result<()> {
     let n = tx
         .conn
         .prepare_cached(
@@ -43,7 +46,7 @@ fn insert_cert(tx: &WriteTx<'_>, c: &NewCert) -> Result<()> {
     Ok(())
 }
 
-fn require_group(tx: &WriteTx<'_>, group: &str) -> Result<()> {
+pub(super) fn require_group(tx: &WriteTx<'_>, group: &str) -> Result<()> {
     if rows::group_exists(tx.conn, group)? {
         Ok(())
     } else {
@@ -56,7 +59,7 @@ fn load_device(tx: &WriteTx<'_>, id: &DeviceId) -> Result<Device> {
 }
 
 /// Revokes one certificate inside a transaction and audits it.
-fn revoke_in(
+pub(super) fn revoke_in(
     tx: &mut WriteTx<'_>,
     serial: &CertSerial,
     reason: RevocationReason,
@@ -622,6 +625,82 @@ impl Store for SqliteStore {
             load(tx)
         })
         .await
+    }
+
+    async fn put_policy(&self, p: NewPolicyVersion, actor: Actor) -> Result<PolicyWrite> {
+        self.write(move |tx| policies::put(tx, p, &actor)).await
+    }
+
+    async fn list_policies(&self) -> Result<Vec<PolicySummary>> {
+        self.read(policies::list).await
+    }
+
+    async fn get_policy(
+        &self,
+        name: &PolicyName,
+        version: Option<u32>,
+    ) -> Result<Option<PolicyRecord>> {
+        let name = name.clone();
+        self.read(move |c| policies::get(c, &name, version)).await
+    }
+
+    async fn delete_policy(&self, name: PolicyName, actor: Actor) -> Result<()> {
+        self.write(move |tx| policies::delete(tx, name, &actor))
+            .await
+    }
+
+    async fn attach_policy(
+        &self,
+        name: PolicyName,
+        target: PolicyTarget,
+        actor: Actor,
+    ) -> Result<bool> {
+        self.write(move |tx| policies::attach(tx, name, target, &actor))
+            .await
+    }
+
+    async fn detach_policy(
+        &self,
+        name: PolicyName,
+        target: PolicyTarget,
+        actor: Actor,
+    ) -> Result<()> {
+        self.write(move |tx| policies::detach(tx, name, target, &actor))
+            .await
+    }
+
+    async fn attached_policies(&self, target: &PolicyTarget) -> Result<Vec<StoredPolicy>> {
+        let target = target.clone();
+        self.read(move |c| policies::attached(c, &target)).await
+    }
+
+    async fn create_service(&self, s: NewService, actor: Actor) -> Result<Service> {
+        self.write(move |tx| policies::create_service(tx, s, &actor))
+            .await
+    }
+
+    async fn list_services(&self) -> Result<Vec<Service>> {
+        self.read(policies::list_services).await
+    }
+
+    async fn get_service(&self, name: &ServiceName) -> Result<Option<ServiceRecord>> {
+        let name = name.clone();
+        self.read(move |c| policies::get_service(c, &name)).await
+    }
+
+    async fn delete_service(&self, name: ServiceName, actor: Actor) -> Result<Vec<CertSerial>> {
+        self.write(move |tx| policies::delete_service(tx, name, &actor))
+            .await
+    }
+
+    async fn record_service_certificate(
+        &self,
+        name: ServiceName,
+        cert: NewCert,
+        actor: Actor,
+    ) -> Result<()> {
+        self.write(move |tx| policies::record_service_certificate(tx, name, cert, &actor))
+            .await
     }
 
     async fn append_audit(&self, actor: Actor, event: AuditEvent) -> Result<u64> {

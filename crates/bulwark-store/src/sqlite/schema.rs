@@ -5,7 +5,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE groups (
     name TEXT PRIMARY KEY,
@@ -80,7 +81,46 @@ CREATE TABLE audit_checkpoints (
     signature BLOB NOT NULL
 );
 INSERT INTO meta (key, value) VALUES ('crl_number', '0');
-"#];
+"#,
+    r#"
+-- Stored MQTT policies: one row per name, immutable versions beside it.
+-- A deleted policy keeps its versions (deleted_at set) so a re-created one
+-- continues the numbering and no version number ever means two documents.
+CREATE TABLE policies (
+    name TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+CREATE TABLE policy_versions (
+    policy TEXT NOT NULL REFERENCES policies(name),
+    version INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    PRIMARY KEY (policy, version)
+) WITHOUT ROWID;
+CREATE TABLE services (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE group_policies (
+    group_name TEXT NOT NULL REFERENCES groups(name),
+    policy TEXT NOT NULL REFERENCES policies(name),
+    attached_at INTEGER NOT NULL,
+    PRIMARY KEY (group_name, policy)
+) WITHOUT ROWID;
+CREATE INDEX group_policies_policy ON group_policies(policy);
+CREATE TABLE service_policies (
+    service TEXT NOT NULL REFERENCES services(name),
+    policy TEXT NOT NULL REFERENCES policies(name),
+    attached_at INTEGER NOT NULL,
+    PRIMARY KEY (service, policy)
+) WITHOUT ROWID;
+CREATE INDEX service_policies_policy ON service_policies(policy);
+"#,
+];
 
 /// Connection settings every connection gets.
 pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {

@@ -1,0 +1,273 @@
+//! CONNECT admission: who is this client, may it connect, and under which
+//! compiled policy. Every refusal carries the CONNACK reason code to send
+//! and a reason an operator can act on.
+//!
+//! - TLS listener with a client certificate: the certificate must be one
+//!   Bulwark issued (same DER), unexpired and unrevoked, and belong to a
+//!   device that may connect (`active`, or `quarantined` under the
+//!   quarantine policy). The clientId must be the device id (an empty one
+//!   is assigned it).
+//! - TLS listener without a certificate: refused; a client certificate is
+//!   required.
+//! - The loopback dev listener (dev mode only): anonymous clients under the
+//!   permissive dev policy, in their own session namespace.
+
+use std::sync::Arc;
+
+use bulwark_mqtt::{Connect, ReasonCode};
+use bulwark_policy::{dev_permissive_policy, Action, CompiledPolicy, Principal};
+use bulwark_registry::{ClientIdentity, Registry, RegistryError, ServiceIdentity};
+use bulwark_types::{CertSerial, DeviceId, DeviceState};
+
+use crate::message::SessionKey;
+use crate::session::Owner;
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realm {
+    /// The mTLS listener.
+    Tls,
+    /// The plaintext loopback listener of dev mode.
+    DevPlain,
+}
+
+/// An admitted client.
+#[derive(Debug)]
+pub struct Admission {
+    pub key: SessionKey,
+    pub owner: Owner,
+    /// The effective client id (assigned when the client sent none).
+    pub client_id: String,
+    pub assigned: bool,
+    pub policy: Arc<CompiledPolicy>,
+    pub serial: Option<CertSerial>,
+}
+
+/// A refused CONNECT.
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: ReasonCode,
+    pub reason: String,
+    /// The identity the certificate proved, when it proved one.
+    pub device: Option<DeviceId>,
+    /// Whether this counts as a failed authentication (for back-off).
+    pub auth_failure: bool,
+}
+
+impl Refusal {
+    fn auth(code: ReasonCode, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            device: None,
+            auth_failure: true,
+        }
+    }
+
+    fn of(mut self, device: &DeviceId) -> Self {
+        self.device = Some(device.clone());
+        self
+    }
+}
+
+fn from_registry(e: RegistryError) -> Refusal {
+    match e {
+        RegistryError::Unauthenticated(m) => Refusal::auth(ReasonCode::NotAuthorized, m),
+        other => {
+            tracing::error!(error = %other, "admission failed on a registry error");
+            Refusal {
+                code: ReasonCode::ServerUnavailable,
+                reason: "the server could not check this identity; try again".into(),
+                device: None,
+                auth_failure: false,
+            }
+        }
+    }
+}
+
+/// Decides a CONNECT.
+pub async fn admit(
+    registry: &Registry,
+    realm: Realm,
+    connect: &Connect,
+    cert: Option<&[u8]>,
+) -> Result<Admission, Refusal> {
+    if connect.properties.authentication_method.is_some() {
+        return Err(Refusal::auth(
+            ReasonCode::BadAuthenticationMethod,
+            "enhanced authentication is not supported; authenticate with a client certificate",
+        ));
+    }
+    match realm {
+        Realm::DevPlain => admit_dev(connect),
+        Realm::Tls => match cert {
+            Some(der) => admit_certificate(registry, connect, der).await,
+            None => Err(Refusal::auth(
+                ReasonCode::NotAuthorized,
+                "a client certificate issued by this server is required",
+            )),
+        },
+    }
+}
+
+async fn admit_certificate(
+    registry: &Registry,
+    connect: &Connect,
+    der: &[u8],
+) -> Result<Admission, Refusal> {
+    let identity = registry.identify_client(der).await.map_err(from_registry)?;
+    let device = match identity {
+        ClientIdentity::Device(d) => d,
+        ClientIdentity::Service(s) => return admit_service(registry, connect, s).await,
+        ClientIdentity::Claim(_) => {
+            return Err(Refusal::auth(
+                ReasonCode::NotAuthorized,
+                "a claim certificate may only enroll; it cannot connect to MQTT",
+            ))
+        }
+    };
+    let id = device.device_id().clone();
+    let access = registry
+        .device_access(&id)
+        .await
+        .map_err(|e| from_registry(e).of(&id))?;
+    if !access.may_connect() {
+        let code = match access.device.state {
+            DeviceState::Decommissioned => ReasonCode::Banned,
+            _ => ReasonCode::NotAuthorized,
+        };
+        return Err(Refusal::auth(
+            code,
+            format!("device {id} is {} and may not connect", access.device.state),
+        )
+        .of(&id));
+    }
+    let (client_id, assigned) = if connect.client_id.is_empty() {
+        (id.to_string(), true)
+    } else if connect.client_id == id.as_str() {
+        (connect.client_id.clone(), false)
+    } else {
+        return Err(Refusal::auth(
+            ReasonCode::ClientIdentifierNotValid,
+            format!("the certificate is for device {id}; the clientId must be {id} (or empty)"),
+        )
+        .of(&id));
+    };
+    let policy = compile(&access.documents, &access.principal())?;
+    if !policy.check(Action::Connect, &client_id).is_allowed() {
+        return Err(Refusal::auth(
+            ReasonCode::NotAuthorized,
+            format!("the policy of device {id} does not allow it to connect"),
+        )
+        .of(&id));
+    }
+    Ok(Admission {
+        key: SessionKey::from(id.as_str()),
+        owner: Owner::Device(id),
+        client_id,
+        assigned,
+        policy,
+        serial: Some(device.serial().clone()),
+    })
+}
+
+/// Compiles a principal's documents; a document that no longer compiles
+/// is a server-side fault, not the client's.
+pub fn compile(
+    documents: &[bulwark_policy::PolicyDocument],
+    principal: &Principal,
+) -> Result<Arc<CompiledPolicy>, Refusal> {
+    CompiledPolicy::compile(documents, principal)
+        .map(Arc::new)
+        .map_err(|e| {
+            tracing::error!(error = %e, principal = %principal.name(), "policy does not compile");
+            Refusal {
+                code: ReasonCode::ImplementationSpecificError,
+                reason: "the policy for this client does not compile; an operator must fix it"
+                    .into(),
+                device: None,
+                auth_failure: false,
+            }
+        })
+}
+
+/// A backend application: its client id is its name, or its name followed
+/// by `-` and anything (several instances); its policies are only those
+/// attached to it, so a service with none may not even connect.
+async fn admit_service(
+    registry: &Registry,
+    connect: &Connect,
+    identity: ServiceIdentity,
+) -> Result<Admission, Refusal> {
+    let name = identity.name().clone();
+    let access = registry
+        .service_access(&name)
+        .await
+        .map_err(from_registry)?;
+    let (client_id, assigned) = if connect.client_id.is_empty() {
+        (name.to_string(), true)
+    } else if service_client_id_ok(name.as_str(), &connect.client_id) {
+        (connect.client_id.clone(), false)
+    } else {
+        return Err(Refusal::auth(
+            ReasonCode::ClientIdentifierNotValid,
+            format!("service {name} must use the clientId {name} or {name}-<instance>"),
+        ));
+    };
+    let policy = compile(&access.documents, &access.principal())?;
+    if !policy.check(Action::Connect, &client_id).is_allowed() {
+        return Err(Refusal::auth(
+            ReasonCode::NotAuthorized,
+            format!("no policy attached to service {name} allows it to connect as {client_id}"),
+        ));
+    }
+    Ok(Admission {
+        key: SessionKey::from(format!("service:{client_id}")),
+        owner: Owner::Service(name.to_string()),
+        client_id,
+        assigned,
+        policy,
+        serial: identity.serial().cloned(),
+    })
+}
+
+fn service_client_id_ok(name: &str, client_id: &str) -> bool {
+    client_id == name
+        || client_id
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|instance| !instance.is_empty())
+}
+
+fn admit_dev(connect: &Connect) -> Result<Admission, Refusal> {
+    let (client_id, assigned) = if connect.client_id.is_empty() {
+        let n: u64 = rand_id();
+        (format!("dev-{n:016x}"), true)
+    } else {
+        (connect.client_id.clone(), false)
+    };
+    let principal = DeviceId::new("dev-anonymous")
+        .map(Principal::new)
+        .map_err(|_| Refusal::auth(ReasonCode::UnspecifiedError, "dev principal"))?;
+    let policy = compile(&[dev_permissive_policy()], &principal)?;
+    Ok(Admission {
+        key: SessionKey::from(format!("dev:{client_id}")),
+        owner: Owner::Dev,
+        client_id,
+        assigned,
+        policy,
+        serial: None,
+    })
+}
+
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}

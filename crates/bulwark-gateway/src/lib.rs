@@ -1,0 +1,385 @@
+//! Bulwark's MQTT gateway: an MQTT 3.1.1 and 5.0 broker that admits only
+//! clients Bulwark can identify, binds each session to that identity, and
+//! checks the identity's compiled policy on every path a message takes.
+//!
+//! - [`Gateway::serve_tls`]: the mTLS listener. The TLS handshake runs in
+//!   the connection's own task under a deadline, never in the accept loop;
+//!   the TLS configuration can be replaced at run time
+//!   ([`Gateway::reload_tls`]) without touching open connections.
+//! - [`Gateway::serve_dev_plain`]: the plaintext loopback listener of dev
+//!   mode (anonymous clients, permissive dev policy, own namespace).
+//! - Live enforcement: registry events (revocation, lifecycle, policy and
+//!   group changes) reach connected sessions (see `enforce`).
+//!
+//! Protocol encoding and decoding is `bulwark_mqtt` (sans-I/O); this crate
+//! owns sockets, sessions and routing.
+
+mod auth;
+mod broker;
+mod config;
+mod conn;
+mod enforce;
+mod events;
+mod limits;
+mod message;
+mod metrics;
+mod persist;
+mod session;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
+
+use bulwark_audit::{Actor, AuditEvent};
+use bulwark_mqtt::ReasonCode;
+use bulwark_registry::Registry;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use auth::Realm;
+pub use config::GatewayLimits;
+pub use events::GatewayEvent;
+pub use metrics::{Metrics, PrincipalSnapshot};
+pub use persist::RestoreReport;
+
+use crate::broker::Broker;
+use crate::events::EventSink;
+use crate::limits::Limiter;
+use crate::session::Owner;
+
+/// State shared by every connection task.
+pub(crate) struct Shared {
+    pub broker: Broker,
+    pub registry: Arc<Registry>,
+    pub limiter: Arc<Limiter>,
+    pub events: EventSink,
+    tls: RwLock<Arc<ServerConfig>>,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("broker", &self.broker)
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live session, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub client_id: String,
+    /// `device`, `service` or `dev`.
+    pub kind: &'static str,
+    pub principal: String,
+    pub connected: bool,
+    pub remote: Option<String>,
+    pub subscriptions: Vec<String>,
+    pub queued: usize,
+    pub inflight: usize,
+}
+
+/// The gateway. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// A gateway over `registry`. `tls` must request (not require) client
+    /// certificates chaining to Bulwark's CA, so that a missing or expired
+    /// certificate gets a CONNACK with a reason rather than a bare alert.
+    /// `store` keeps persistent sessions and retained messages across
+    /// restarts; without it they live in memory only.
+    pub fn new(
+        registry: Arc<Registry>,
+        limits: GatewayLimits,
+        tls: Arc<ServerConfig>,
+        store: Option<bulwark_store::MqttStore>,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let shared = Arc::new(Shared {
+            limiter: Limiter::new(limits.clone()),
+            broker: Broker::new(limits, metrics.clone(), store),
+            registry,
+            events: EventSink::new(metrics),
+            tls: RwLock::new(tls),
+            slots,
+        });
+        Self { shared }
+    }
+
+    /// Rebuilds sessions, retained messages and pending wills from the
+    /// store (call once, before serving).
+    pub async fn restore(&self) -> Result<RestoreReport, bulwark_store::StoreError> {
+        persist::restore(&self.shared).await
+    }
+
+    /// Waits until every session-store write so far is committed (for
+    /// shutdown).
+    pub async fn flush(&self) {
+        if let Some(s) = &self.shared.broker.store {
+            if let Err(e) = s.flush().await {
+                tracing::error!(error = %e, "session store flush failed");
+            }
+        }
+    }
+
+    /// Starts live enforcement (call once, inside a runtime).
+    pub fn spawn_enforcement(&self) {
+        tokio::spawn(enforce::run(self.shared.clone()));
+    }
+
+    /// Replaces the TLS configuration for new connections; open ones keep
+    /// theirs.
+    pub fn reload_tls(&self, tls: Arc<ServerConfig>) {
+        *self
+            .shared
+            .tls
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = tls;
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.broker.metrics
+    }
+
+    /// The receiver of gateway events (once).
+    pub fn subscribe_events(
+        &self,
+        capacity: usize,
+    ) -> Option<tokio::sync::mpsc::Receiver<GatewayEvent>> {
+        self.shared.events.subscribe(capacity)
+    }
+
+    /// The mTLS listener, until `shutdown` resolves.
+    pub async fn serve_tls(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.accept_loop(listener, Realm::Tls, shutdown).await;
+    }
+
+    /// The plaintext listener for dev mode. Refuses to run on anything but
+    /// a loopback address.
+    pub async fn serve_dev_plain(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("the plaintext dev listener may only bind a loopback address, not {addr}"),
+            ));
+        }
+        self.accept_loop(listener, Realm::DevPlain, shutdown).await;
+        Ok(())
+    }
+
+    async fn accept_loop(
+        &self,
+        listener: TcpListener,
+        realm: Realm,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, remote) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off briefly.
+                        tracing::warn!(error = %e, "MQTT accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let m = &self.shared.broker.metrics;
+            Metrics::inc(&m.connections_accepted_total);
+            if let Some(refusal) = self.admit_socket(remote.ip()) {
+                Metrics::inc(refusal);
+                Metrics::inc(&m.connections_refused_total);
+                drop(tcp);
+                continue;
+            }
+            let Ok(permit) = self.shared.slots.clone().try_acquire_owned() else {
+                Metrics::inc(&m.connection_limit_refusals_total);
+                Metrics::inc(&m.connections_refused_total);
+                continue;
+            };
+            let Some(ip_slot) = self.shared.limiter.acquire_ip(remote.ip()) else {
+                Metrics::inc(&m.per_ip_limit_refusals_total);
+                Metrics::inc(&m.connections_refused_total);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ip_slot = ip_slot;
+                match realm {
+                    Realm::DevPlain => conn::serve(shared, tcp, remote, None, realm).await,
+                    Realm::Tls => serve_tls_conn(shared, tcp, remote).await,
+                }
+            });
+        }
+        self.shutdown_sessions();
+    }
+
+    /// A source address still backing off after failed authentications.
+    fn admit_socket(&self, ip: IpAddr) -> Option<&std::sync::atomic::AtomicU64> {
+        self.shared
+            .limiter
+            .backoff(ip, Instant::now())
+            .map(|_| &self.shared.broker.metrics.auth_backoff_refusals_total)
+    }
+
+    /// Tells every connection the server is going away.
+    fn shutdown_sessions(&self) {
+        for s in self.shared.broker.sessions() {
+            enforce::kick(
+                &self.shared,
+                &s,
+                ReasonCode::ServerShuttingDown,
+                "the server is shutting down",
+            );
+        }
+    }
+
+    /// Live and persistent sessions.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .shared
+            .broker
+            .sessions()
+            .iter()
+            .map(|s| {
+                let st = s.lock();
+                let (kind, principal) = match &s.owner {
+                    Owner::Device(d) => ("device", d.to_string()),
+                    Owner::Service(n) => ("service", n.clone()),
+                    Owner::Dev => ("dev", "dev".to_owned()),
+                };
+                let mut subscriptions: Vec<String> = st.subscriptions.keys().cloned().collect();
+                subscriptions.sort();
+                SessionInfo {
+                    client_id: s
+                        .key
+                        .rsplit_once(':')
+                        .map_or(&*s.key, |(_, c)| c)
+                        .to_owned(),
+                    kind,
+                    principal,
+                    connected: st.link.is_some(),
+                    remote: st.link.as_ref().map(|l| l.remote.clone()),
+                    subscriptions,
+                    queued: st.queue.len(),
+                    inflight: st.inflight.len(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        out
+    }
+
+    /// Disconnects a device's live session (operator action, audited by the
+    /// caller's layer). Returns false if it had no live connection.
+    pub async fn disconnect_device(&self, device: &bulwark_types::DeviceId, actor: Actor) -> bool {
+        let Some(s) = self.shared.broker.session(device.as_str()) else {
+            return false;
+        };
+        let kicked = enforce::kick(
+            &self.shared,
+            &s,
+            ReasonCode::AdministrativeAction,
+            "disconnected by an operator",
+        );
+        if kicked {
+            let r = self
+                .shared
+                .registry
+                .store()
+                .append_audit(
+                    actor,
+                    AuditEvent::MqttSessionDisconnected {
+                        client_id: device.to_string(),
+                    },
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "could not audit a session disconnect");
+            }
+        }
+        kicked
+    }
+
+    /// Prometheus text for the gateway: every counter, plus gauges of
+    /// sessions, subscriptions and retained messages.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let b = &self.shared.broker;
+        b.metrics.render_prometheus(out);
+        for (name, help, v) in [
+            (
+                "bulwark_mqtt_sessions",
+                "Sessions held (connected or persistent).",
+                b.session_count(),
+            ),
+            (
+                "bulwark_mqtt_subscriptions",
+                "Subscriptions indexed.",
+                b.subscription_count(),
+            ),
+            (
+                "bulwark_mqtt_retained_messages",
+                "Retained messages stored.",
+                b.retained_count(),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+    }
+
+    /// Per-principal counters (device id, or `service:NAME`).
+    pub fn principal_counters(&self, key: &str) -> Option<PrincipalSnapshot> {
+        self.shared.broker.metrics.principal_snapshot(key)
+    }
+}
+
+async fn serve_tls_conn(shared: Arc<Shared>, tcp: tokio::net::TcpStream, remote: SocketAddr) {
+    let config = shared
+        .tls
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let handshake =
+        tokio::time::timeout(shared.broker.limits.handshake_timeout, acceptor.accept(tcp)).await;
+    let stream = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            Metrics::inc(&shared.broker.metrics.tls_handshake_failures_total);
+            Metrics::inc(&shared.broker.metrics.connections_refused_total);
+            tracing::debug!(%remote, error = %e, "MQTT TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            Metrics::inc(&shared.broker.metrics.tls_handshake_failures_total);
+            Metrics::inc(&shared.broker.metrics.connections_refused_total);
+            tracing::debug!(%remote, "MQTT TLS handshake timed out");
+            return;
+        }
+    };
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec());
+    conn::serve(shared, stream, remote, cert, Realm::Tls).await;
+}
