@@ -7,8 +7,9 @@
 //!   device that may connect (`active`, or `quarantined` under the
 //!   quarantine policy). The clientId must be the device id (an empty one
 //!   is assigned it).
-//! - TLS listener without a certificate: refused; a client certificate is
-//!   required.
+//! - TLS listener without a certificate: only a service principal with a
+//!   username and password (argon2id-verified by the registry); anything
+//!   else is refused, a client certificate being required.
 //! - The loopback dev listener (dev mode only): anonymous clients under the
 //!   permissive dev policy, in their own session namespace.
 
@@ -91,6 +92,7 @@ pub async fn admit(
     realm: Realm,
     connect: &Connect,
     cert: Option<&[u8]>,
+    source: &str,
 ) -> Result<Admission, Refusal> {
     if connect.properties.authentication_method.is_some() {
         return Err(Refusal::auth(
@@ -100,11 +102,28 @@ pub async fn admit(
     }
     match realm {
         Realm::DevPlain => admit_dev(connect),
-        Realm::Tls => match cert {
-            Some(der) => admit_certificate(registry, connect, der).await,
-            None => Err(Refusal::auth(
+        Realm::Tls => match (cert, &connect.username, &connect.password) {
+            (Some(der), _, _) => admit_certificate(registry, connect, der).await,
+            (None, Some(user), Some(pass)) => {
+                let pass = std::str::from_utf8(pass).map_err(|_| {
+                    Refusal::auth(ReasonCode::BadUserNameOrPassword, "bad service name or password")
+                })?;
+                let identity = registry
+                    .authenticate_service_password(user, pass, source)
+                    .await
+                    .map_err(|e| match e {
+                        // One answer for every failure: no oracle for names.
+                        RegistryError::Unauthenticated(_) => Refusal::auth(
+                            ReasonCode::BadUserNameOrPassword,
+                            "bad service name or password",
+                        ),
+                        other => from_registry(other),
+                    })?;
+                admit_service(registry, connect, identity).await
+            }
+            (None, _, _) => Err(Refusal::auth(
                 ReasonCode::NotAuthorized,
-                "a client certificate issued by this server is required",
+                "a client certificate issued by this server is required (or, for a service, a username and password)",
             )),
         },
     }

@@ -632,3 +632,108 @@ fn policy_change_rescopes_live_sessions_within_one_second() {
         assert!(r2.next_publish(Duration::from_millis(300)).await.is_none());
     });
 }
+
+/// Backend applications: a service principal connects with its password
+/// (no client certificate) or with a service certificate, only under the
+/// policies attached to it; deleting it cuts its live sessions.
+#[test]
+fn service_principals_connect_with_password_or_certificate() {
+    let server = Server::start("");
+    rt().block_on(async {
+        let http = common::raw(&server);
+        let api = |path: &str| format!("{}{path}", server.addr);
+        let d1 = enroll(&server, "g", "d1").await;
+        let created: serde_json::Value = http
+            .post(api("/v1/services"))
+            .bearer_auth(&server.token)
+            .json(&serde_json::json!({"name": "backend", "password": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let password = created["generated_password"].as_str().unwrap().to_string();
+        let login = |user: &str, pass: &str| {
+            let mut c = connect_packet(ProtocolVersion::V5, "backend");
+            c.username = Some(user.into());
+            c.password = Some(pass.as_bytes().to_vec().into());
+            c
+        };
+
+        // No policy attached yet: even the right password may not connect.
+        let mut r = Raw::tls(&server, None).await.unwrap();
+        let ack = r.handshake(login("backend", &password)).await.unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+
+        let policy = serde_json::json!({"version": 1, "name": "reader", "statements": [
+            {"effect": "allow", "actions": ["connect"], "resources": ["#"]},
+            {"effect": "allow", "actions": ["subscribe", "receive"], "resources": ["devices/+/telemetry"]}
+        ]});
+        let r = http.post(api("/v1/policies")).bearer_auth(&server.token).json(&policy).send().await.unwrap();
+        assert!(r.status().is_success());
+        let r = http.put(api("/v1/services/backend/policies/reader")).bearer_auth(&server.token).send().await.unwrap();
+        assert!(r.status().is_success());
+
+        // Wrong password, unknown service: the same answer.
+        for (u, p) in [("backend", "wrong"), ("nobody", password.as_str())] {
+            let mut r = Raw::tls(&server, None).await.unwrap();
+            let ack = r.handshake(login(u, p)).await.unwrap();
+            assert_eq!(ack.reason_code, ReasonCode::BadUserNameOrPassword, "{u}");
+        }
+
+        let mut svc = Raw::tls(&server, None).await.unwrap();
+        let ack = svc.handshake(login("backend", &password)).await.unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::Success);
+        assert_eq!(
+            svc.subscribe(1, &[("devices/+/telemetry", QoS::AtLeastOnce), ("devices/+/commands/#", QoS::AtMostOnce)]).await,
+            [ReasonCode::GrantedQoS1, ReasonCode::NotAuthorized]
+        );
+        let mut dev = Raw::device(&server, &d1).await;
+        dev.publish("devices/d1/telemetry", "21.5", QoS::AtLeastOnce, 1).await;
+        let got = svc.next_publish(T).await.expect("telemetry reaches the service");
+        assert_eq!(&got.payload[..], b"21.5");
+
+        // A service certificate from a CSR; its clientId must be its name
+        // or name-<instance>.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "backend");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let pem = http
+            .post(api("/v1/services/backend/certificate"))
+            .bearer_auth(&server.token)
+            .header("content-type", "application/pkcs10")
+            .body(csr)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        use base64::Engine;
+        let creds = common::mqtt::Creds {
+            id: "backend".into(),
+            cert_der: base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+            key_der: key.serialize_der(),
+            cert: Default::default(),
+            key: Default::default(),
+        };
+        let mut other = Raw::tls(&server, Some(&creds)).await.unwrap();
+        let ack = other.handshake(connect_packet(ProtocolVersion::V5, "d1")).await.unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::ClientIdentifierNotValid);
+        let mut by_cert = Raw::tls(&server, Some(&creds)).await.unwrap();
+        let ack = by_cert.handshake(connect_packet(ProtocolVersion::V5, "backend-2")).await.unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::Success);
+
+        // Deleting the service cuts both sessions.
+        let r = http.delete(api("/v1/services/backend")).bearer_auth(&server.token).send().await.unwrap();
+        assert!(r.status().is_success());
+        for s in [&mut svc, &mut by_cert] {
+            let (closed, d) = s.closed(Duration::from_secs(2)).await;
+            assert!(closed);
+            assert_eq!(d.unwrap().reason_code, ReasonCode::NotAuthorized);
+        }
+    });
+}

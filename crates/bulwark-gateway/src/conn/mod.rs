@@ -147,7 +147,15 @@ pub(crate) async fn serve<S>(
         return;
     }
 
-    let admission = match auth::admit(&shared.registry, realm, &connect, cert.as_deref()).await {
+    let admission = match auth::admit(
+        &shared.registry,
+        realm,
+        &connect,
+        cert.as_deref(),
+        &remote.to_string(),
+    )
+    .await
+    {
         Ok(a) => a,
         Err(r) => {
             refused(&shared, &connect, &remote, &r).await;
