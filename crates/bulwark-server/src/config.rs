@@ -88,7 +88,7 @@ impl MqttFile {
         l.connect_timeout = secs(self.connect_timeout_secs, l.connect_timeout);
         l.auth_backoff_max = secs(self.auth_backoff_max_secs, l.auth_backoff_max);
         l.flap_window = secs(self.flap_window_secs, l.flap_window);
-        l.validate().map_err(|e| anyhow::anyhow!("[{e}"))?;
+        l.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(l)
     }
 }

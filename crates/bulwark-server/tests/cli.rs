@@ -24,6 +24,7 @@ fn server_cmd() -> Command {
         "BULWARK_DATA_DIR",
         "BULWARK_API_ADDR",
         "BULWARK_MQTT_ADDR",
+        "BULWARK_DEV_MQTT_PLAIN_ADDR",
         "BULWARK_PASSPHRASE",
         "BULWARK_PASSPHRASE_FILE",
         "BULWARK_LOG_FORMAT",
@@ -102,6 +103,21 @@ fn bad_configuration_is_refused_before_anything_starts() {
             Ok(""),
             "0.0.0.0:0",
             "error: --api-addr 0.0.0.0:0: --dev listens on loopback addresses only".into(),
+        ),
+        (
+            Ok("[mqtt]\ndev_plain_addr = \"0.0.0.0:1884\"\n"),
+            "127.0.0.1:0",
+            "the plaintext MQTT listener may only bind a loopback address".into(),
+        ),
+        (
+            Ok("[mqtt]\nmax_inflight = 0\n"),
+            "127.0.0.1:0",
+            "error: mqtt.max_inflight must be greater than 0".into(),
+        ),
+        (
+            Ok("[mqtt]\nmax_packet_size_unauthenticated = 999999999\n"),
+            "127.0.0.1:0",
+            "mqtt.max_packet_size_unauthenticated must not exceed mqtt.max_packet_size".into(),
         ),
         (
             Err(&missing),
@@ -334,6 +350,22 @@ fn first_start_writes_private_files_and_a_working_admin_token() {
         assert!(!log.contains(secret), "the log contains {secret:?}");
     }
     assert!(!stderr.contains("PRIVATE KEY") && !stderr.contains(pass));
+}
+
+/// The plaintext MQTT listener exists only in dev mode.
+#[test]
+fn plaintext_mqtt_listener_is_refused_outside_dev_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_to_exit(
+        server_cmd()
+            .args(["--dev-mqtt-plain-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("BULWARK_PASSPHRASE", "a passphrase long enough"),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("exists only in --dev mode"), "{stderr}");
+    assert!(!dir.path().join("data").exists());
 }
 
 #[test]

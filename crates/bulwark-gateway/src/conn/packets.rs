@@ -164,7 +164,11 @@ impl Conn {
         // Keepalive: the client must send something within 1.5 times it.
         let grace = (self.keep_alive > 0)
             .then(|| std::time::Duration::from_millis(u64::from(self.keep_alive) * 1500));
-        let mut deadline = grace.map(|g| tokio::time::Instant::now() + g);
+        // One timer for the connection, pushed forward on every read (not a
+        // new timer per loop turn). Without keepalive it is a year away.
+        let far = std::time::Duration::from_secs(365 * 24 * 3600);
+        let keepalive = tokio::time::sleep(grace.unwrap_or(far));
+        tokio::pin!(keepalive);
         // Packets that arrived with the CONNECT.
         let mut flow = self.handle_buffered(&mut decoder, &mut inbuf);
         loop {
@@ -197,12 +201,6 @@ impl Conn {
             if inbuf.capacity() - inbuf.len() < 1024 {
                 inbuf.reserve(8192);
             }
-            let keepalive = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
             flow = tokio::select! {
                 ctl = control.recv() => match ctl {
                     Some(Control::Disconnect { reason, message }) => {
@@ -221,12 +219,14 @@ impl Conn {
                 r = rd.read_buf(&mut inbuf) => match r {
                     Ok(0) | Err(_) => Flow::Close(End::Abnormal),
                     Ok(_) => {
-                        deadline = grace.map(|g| tokio::time::Instant::now() + g);
+                        if let Some(g) = grace {
+                            keepalive.as_mut().reset(tokio::time::Instant::now() + g);
+                        }
                         self.handle_buffered(&mut decoder, &mut inbuf)
                     }
                 },
                 () = self.session.woken() => Flow::Continue,
-                () = keepalive => {
+                () = &mut keepalive => {
                     Metrics::inc(&self.metrics().keepalive_timeouts_total);
                     if let Some(p) = disconnect_packet(self.version, ReasonCode::KeepAliveTimeout, "keepalive timeout") {
                         self.push(&p);
