@@ -152,7 +152,28 @@ fn policy_is_enforced_on_subscribe_and_publish() {
     rt().block_on(async {
         let d1 = enroll(&server, "g", "d1").await;
         let _d2 = enroll(&server, "g", "d2").await;
+        let id = DeviceId::new("d1").unwrap();
+        assert!(server
+            .client()
+            .get_device(&id)
+            .await
+            .unwrap()
+            .device
+            .last_seen_at
+            .is_none());
         let mut r = Raw::device(&server, &d1).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let seen = server
+            .client()
+            .get_device(&id)
+            .await
+            .unwrap()
+            .device
+            .last_seen_at;
+        assert!(
+            seen.is_some(),
+            "a connection updates the device's last_seen_at"
+        );
         let codes = r
             .subscribe(
                 1,

@@ -56,6 +56,9 @@ pub trait Store: Send + Sync + 'static {
         actor: Actor,
     ) -> Result<Device>;
     async fn get_device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>>;
+    /// Records that the device was seen (an MQTT connection); not audited,
+    /// a no-op for an unknown device.
+    async fn record_seen(&self, id: &DeviceId, at: time::OffsetDateTime) -> Result<()>;
     async fn list_devices(&self, filter: DeviceFilter) -> Result<Vec<Device>>;
     /// Moves a device through its lifecycle at an operator's request (never
     /// `pending -> active`: only enrollment does that); decommissioning

@@ -307,6 +307,18 @@ async fn run<S>(
     }
     let session = attached.session.clone();
     Metrics::inc(&session.counters.connects);
+    if let crate::session::Owner::Device(id) = &session.owner {
+        // Inventory's "last seen"; off the CONNACK path, not audited.
+        let (store, id) = (shared.registry.store().clone(), id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .record_seen(&id, time::OffsetDateTime::now_utc())
+                .await
+            {
+                tracing::warn!(error = %e, device = %id, "could not record last seen");
+            }
+        });
+    }
     if let Some(previous) = &attached.took_over {
         tracing::warn!(client_id = %admission.client_id, %previous, %remote, "MQTT session taken over");
         shared.events.emit(GatewayEvent::SessionTakenOver {

@@ -222,6 +222,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_seen(&self, id: &DeviceId, at: time::OffsetDateTime) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| {
+            tx.conn
+                .prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1")?
+                .execute(params![id.as_str(), rows::ms(at)])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn get_device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>> {
         let id = id.clone();
         self.read(move |c| {
