@@ -49,7 +49,7 @@ async fn read_packet<R: AsyncRead + Unpin>(
         if let Some(p) = decoder.decode(buf)? {
             return Ok(Some(p));
         }
-        buf.reserve(4096);
+        buf.reserve(2048);
         match io.read_buf(buf).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
@@ -86,7 +86,7 @@ pub(crate) async fn serve<S>(
 {
     let limits = &shared.broker.limits;
     let metrics = shared.broker.metrics.clone();
-    let mut inbuf = BytesMut::with_capacity(4096);
+    let mut inbuf = BytesMut::with_capacity(1024);
     let mut decoder = Decoder::new(limits.max_packet_size_unauthenticated);
     let first = tokio::time::timeout(
         limits.connect_timeout,

@@ -122,7 +122,7 @@ impl Conn {
             keep_alive,
             will,
             expiry,
-            out: BytesMut::with_capacity(8192),
+            out: BytesMut::new(),
             journal: Journal::new(),
             nowait: Journal::new(),
         }
@@ -198,8 +198,16 @@ impl Conn {
                 let _ = wr.shutdown().await;
                 return end;
             }
-            if inbuf.capacity() - inbuf.len() < 1024 {
-                inbuf.reserve(8192);
+            // Idle connections are the common case: keep their buffers
+            // small, and give back what a burst of large packets grew.
+            if inbuf.is_empty() && inbuf.capacity() > 64 * 1024 {
+                inbuf = BytesMut::new();
+            }
+            if self.out.capacity() > 64 * 1024 {
+                self.out = BytesMut::new();
+            }
+            if inbuf.capacity() - inbuf.len() < 512 {
+                inbuf.reserve(2048);
             }
             flow = tokio::select! {
                 ctl = control.recv() => match ctl {
