@@ -4,6 +4,8 @@
 //! this crate adds what only crosses the wire. The CLI and the server both
 //! use these types, so the two cannot drift apart.
 
+mod mqtt;
+
 use std::collections::BTreeMap;
 
 use bulwark_types::{
@@ -12,6 +14,8 @@ use bulwark_types::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+
+pub use mqtt::{DeviceView, MqttCounters, MqttSession};
 
 pub use bulwark_types::{
     CertKind, Certificate, Claim, Device, DeviceDetail, DeviceState, EnrollToken, Group,

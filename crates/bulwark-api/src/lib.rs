@@ -8,6 +8,7 @@
 mod error;
 mod extract;
 mod limits;
+mod metrics;
 mod openapi;
 mod routes;
 mod tls;
@@ -20,6 +21,7 @@ use bulwark_registry::Registry;
 pub use error::ApiError;
 pub use extract::ConnInfo;
 pub use limits::{LimitConfig, Limits};
+pub use metrics::ApiMetrics;
 pub use openapi::openapi_json;
 pub use tls::{serve, server_tls_config, ServeConfig};
 
@@ -27,6 +29,11 @@ pub use tls::{serve, server_tls_config, ServeConfig};
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub limits: Limits,
+    /// The MQTT gateway, for the operator's view of it (sessions, per-device
+    /// counters, metrics); `None` when the server runs none.
+    pub gateway: Option<bulwark_gateway::Gateway>,
+    /// The API's own counters, shown at `/metrics`.
+    pub metrics: ApiMetrics,
 }
 
 /// The whole API router.

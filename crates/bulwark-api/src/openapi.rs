@@ -11,7 +11,7 @@ use crate::routes;
 #[openapi(
     info(
         title = "Bulwark API",
-        description = "Operator API and EST endpoints of Bulwark, a self-hosted security control plane for IoT fleets. Errors are RFC 9457 problem documents (application/problem+json).",
+        description = "Operator API and EST endpoints of Bulwark, a self-hosted security control plane for IoT fleets. Errors are RFC 9457 problem documents (application/problem+json). Every endpoint but health, this document, the CA material and EST needs an operator token (Authorization: Bearer), including the Prometheus `/metrics`, which reveals fleet activity.",
     ),
     paths(
         routes::health, routes::openapi, routes::chain_pem, routes::crl_der, routes::crl_pem,
@@ -30,6 +30,7 @@ use crate::routes;
         routes::device_effective_policy, routes::service_effective_policy, routes::test_policy,
         routes::list_services, routes::create_service, routes::delete_service,
         routes::service_certificate,
+        routes::list_mqtt_sessions, routes::disconnect_mqtt_session, routes::metrics,
     ),
     components(schemas(bulwark_api_types::Problem)),
     modifiers(&Bearer),

@@ -7,7 +7,7 @@
 use bulwark_api_types::{
     AuditEntry, AuditVerification, Certificate, Claim, CreateClaim, CreateDevice,
     CreateEnrollToken, CreateGroup, CreateOperatorToken, CreatedClaim, CreatedEnrollToken,
-    CreatedOperatorToken, Device, DeviceDetail, DeviceState, EnrollToken, Group, Health,
+    CreatedOperatorToken, Device, DeviceState, DeviceView, EnrollToken, Group, Health,
     LifecycleAction, OperatorToken, RevokeCertificate, UpdateDevice,
 };
 use bulwark_types::{CertSerial, DeviceId, GroupId};
@@ -61,8 +61,9 @@ impl Client {
             .await
     }
 
-    /// `GET /v1/devices/{id}`: the device and its certificates, newest first.
-    pub async fn get_device(&self, id: &DeviceId) -> Result<DeviceDetail, ClientError> {
+    /// `GET /v1/devices/{id}`: the device, its certificates (newest first)
+    /// and its MQTT counters.
+    pub async fn get_device(&self, id: &DeviceId) -> Result<DeviceView, ClientError> {
         let url = self.url(&["v1", "devices", id.as_str()], &[]);
         self.send_json(self.request(Method::GET, url)).await
     }

@@ -24,6 +24,7 @@
 mod api;
 mod error;
 mod est;
+mod mqtt;
 mod policy;
 
 use std::path::PathBuf;

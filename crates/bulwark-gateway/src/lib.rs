@@ -268,11 +268,7 @@ impl Gateway {
                 let mut subscriptions: Vec<String> = st.subscriptions.keys().cloned().collect();
                 subscriptions.sort();
                 SessionInfo {
-                    client_id: s
-                        .key
-                        .rsplit_once(':')
-                        .map_or(&*s.key, |(_, c)| c)
-                        .to_owned(),
+                    client_id: client_id_of(&s.key).to_owned(),
                     kind,
                     principal,
                     connected: st.link.is_some(),
@@ -287,12 +283,34 @@ impl Gateway {
         out
     }
 
-    /// Disconnects a device's live session (operator action, audited by the
-    /// caller's layer). Returns false if it had no live connection.
+    /// Disconnects a device's live session (operator action, audited).
+    /// Returns false if it had no live connection.
     pub async fn disconnect_device(&self, device: &bulwark_types::DeviceId, actor: Actor) -> bool {
-        let Some(s) = self.shared.broker.session(device.as_str()) else {
+        self.disconnect("device", device.as_str(), actor).await
+    }
+
+    /// Disconnects the live session of `kind` (`device`, `service` or
+    /// `dev`, as in [`SessionInfo::kind`]) with MQTT client identifier
+    /// `client_id`: an MQTT 5 client is told "administrative action". An
+    /// operator action, audited as `MqttSessionDisconnected`. Returns false
+    /// if there was no such live connection.
+    pub async fn disconnect(&self, kind: &str, client_id: &str, actor: Actor) -> bool {
+        let key = match kind {
+            "device" => client_id.to_owned(),
+            "service" | "dev" => format!("{kind}:{client_id}"),
+            _ => return false,
+        };
+        let Some(s) = self.shared.broker.session(&key) else {
             return false;
         };
+        // A device id has no `:`, but a client id handed in here might.
+        let same_kind = matches!(
+            (kind, &s.owner),
+            ("device", Owner::Device(_)) | ("service", Owner::Service(_)) | ("dev", Owner::Dev)
+        );
+        if !same_kind {
+            return false;
+        }
         let kicked = enforce::kick(
             &self.shared,
             &s,
@@ -307,7 +325,7 @@ impl Gateway {
                 .append_audit(
                     actor,
                     AuditEvent::MqttSessionDisconnected {
-                        client_id: device.to_string(),
+                        client_id: client_id.chars().take(128).collect(),
                     },
                 )
                 .await;
@@ -349,6 +367,12 @@ impl Gateway {
     pub fn principal_counters(&self, key: &str) -> Option<PrincipalSnapshot> {
         self.shared.broker.metrics.principal_snapshot(key)
     }
+}
+
+/// The MQTT client identifier of a session key: a device's key is its id
+/// (which has no `:`); the others are `service:ID` and `dev:ID`.
+fn client_id_of(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(_, c)| c)
 }
 
 async fn serve_tls_conn(shared: Arc<Shared>, tcp: tokio::net::TcpStream, remote: SocketAddr) {

@@ -26,6 +26,10 @@ pub enum Action {
     ReadPolicies,
     /// Create and delete service principals and issue their certificates.
     ManageServices,
+    /// Disconnect live MQTT sessions.
+    ManageSessions,
+    /// Read the Prometheus metrics (they reveal fleet activity).
+    ReadMetrics,
 }
 
 impl Action {
@@ -43,6 +47,8 @@ impl Action {
             Self::ManagePolicies => "manage policies",
             Self::ReadPolicies => "read policies",
             Self::ManageServices => "manage service principals",
+            Self::ManageSessions => "manage MQTT sessions",
+            Self::ReadMetrics => "read metrics",
         }
     }
 
@@ -52,7 +58,10 @@ impl Action {
         match role {
             Role::Admin => true,
             Role::Operator => !matches!(self, ManageTokens | ReadAudit | ManageServices),
-            Role::Auditor => matches!(self, ReadGroups | ReadInventory | ReadAudit | ReadPolicies),
+            Role::Auditor => matches!(
+                self,
+                ReadGroups | ReadInventory | ReadAudit | ReadPolicies | ReadMetrics
+            ),
             Role::Enroller => matches!(self, ReadGroups | CreateEnrollToken),
         }
     }
@@ -191,6 +200,8 @@ mod tests {
             (ManagePolicies, true, true, false, false),
             (ReadPolicies, true, true, true, false),
             (ManageServices, true, false, false, false),
+            (ManageSessions, true, true, false, false),
+            (ReadMetrics, true, true, true, false),
         ];
         for (action, admin, operator, auditor, enroller) in table {
             for (role, expect) in [

@@ -128,6 +128,13 @@ impl Registry {
         })
     }
 
+    /// Checks the operator's role for an action carried out outside the
+    /// registry (the MQTT gateway's sessions, metrics); a refusal is
+    /// audited like every other.
+    pub async fn authorize(&self, op: &Operator, action: Action) -> Result<(), RegistryError> {
+        self.allow(op, action).await
+    }
+
     /// Checks the operator's role; a refusal is audited as a security event.
     pub(crate) async fn allow(&self, op: &Operator, action: Action) -> Result<(), RegistryError> {
         let refused = match op.require(action) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use aws_lc_rs::signature::Ed25519KeyPair;
-use bulwark_api::{AppState, Limits, ServeConfig};
+use bulwark_api::{ApiMetrics, AppState, Limits, ServeConfig};
 use bulwark_audit::{Actor, AuditEvent};
 use bulwark_ca::{Ca, CaOptions, KdfParams, Passphrase};
 use bulwark_registry::{EventBus, Registry, RegistryConfig};
@@ -231,6 +231,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let app = bulwark_api::router(Arc::new(AppState {
         registry: registry.clone(),
         limits,
+        gateway: Some(gateway.clone()),
+        metrics: ApiMetrics::default(),
     }));
     let url = format!("https://{}", host_port(api_addr));
     tracing::info!(%url, %mqtt_addr, "API and MQTT gateway (mTLS) listening");

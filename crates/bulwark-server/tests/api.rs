@@ -826,6 +826,9 @@ fn openapi_document_describes_every_route() {
             ("/v1/services/{service}/effective-policy", "get"),
             ("/v1/services/{service}/policies/{name}", "put"),
             ("/v1/services/{service}/policies/{name}", "delete"),
+            ("/v1/mqtt/sessions", "get"),
+            ("/v1/mqtt/sessions/{client_id}", "delete"),
+            ("/metrics", "get"),
         ];
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use bulwark_api_types::{CreateDevice, Device, DeviceDetail, LifecycleAction, UpdateDevice};
+use bulwark_api_types::{CreateDevice, Device, DeviceView, LifecycleAction, UpdateDevice};
 use bulwark_store::{DeviceFilter, DeviceUpdate, NewDevice};
 use bulwark_types::{DeviceState, GroupId};
 use serde::Deserialize;
@@ -81,15 +81,22 @@ pub(crate) async fn create_device(
     Ok((StatusCode::CREATED, Json(d)))
 }
 
-/// A device with its certificate history.
+/// A device with its certificate history and its MQTT counters since the
+/// server started.
 #[utoipa::path(get, path = "/v1/devices/{id}", tag = "devices",
-    responses((status = 200, body = DeviceDetail)), security(("bearer" = [])))]
+    responses((status = 200, body = DeviceView)), security(("bearer" = [])))]
 pub(crate) async fn get_device(
     State(s): State<Arc<AppState>>,
     Authed(op): Authed,
     Path(id): Path<String>,
-) -> Result<Json<DeviceDetail>, ApiError> {
-    Ok(Json(s.registry.get_device(&op, &device_id(id)?).await?))
+) -> Result<Json<DeviceView>, ApiError> {
+    let id = device_id(id)?;
+    let detail = s.registry.get_device(&op, &id).await?;
+    let mqtt = s
+        .gateway
+        .as_ref()
+        .map(|g| super::mqtt::counters(g.principal_counters(id.as_str()).unwrap_or_default()));
+    Ok(Json(DeviceView::new(detail, mqtt)))
 }
 
 /// Change a device's labels, hardware model or firmware version.

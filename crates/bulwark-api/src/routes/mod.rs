@@ -5,6 +5,7 @@ mod ca;
 mod devices;
 mod est;
 mod fleet;
+mod mqtt;
 mod policies;
 mod services;
 
@@ -25,6 +26,7 @@ pub(crate) use ca::*;
 pub(crate) use devices::*;
 pub(crate) use est::*;
 pub(crate) use fleet::*;
+pub(crate) use mqtt::*;
 pub(crate) use policies::*;
 pub(crate) use services::*;
 
@@ -76,6 +78,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/audit", get(audit_entries))
         .route("/audit/export", get(audit_export))
         .route("/audit/verify", get(audit_verify))
+        .route("/mqtt/sessions", get(list_mqtt_sessions))
+        .route(
+            "/mqtt/sessions/{client_id}",
+            delete(disconnect_mqtt_session),
+        )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let est = Router::new()
         .route("/cacerts", get(est_cacerts))
@@ -83,11 +90,16 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/simplereenroll", post(est_simplereenroll))
         .layer(DefaultBodyLimit::max(limits.max_est_body_bytes));
     Router::new()
+        .route("/metrics", get(metrics))
         .nest("/v1", v1)
         .nest("/.well-known/est", est)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), per_ip_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

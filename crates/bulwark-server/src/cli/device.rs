@@ -32,7 +32,8 @@ enum DeviceSub {
         #[arg(long, value_name = "STATE", value_parser = parse_state)]
         state: Option<DeviceState>,
     },
-    /// Show a device, its labels and its certificates (newest first).
+    /// Show a device, its labels, its certificates (newest first) and its
+    /// MQTT counters since the server started.
     ///
     /// Example: bulwark device show sensor-01
     Show {
@@ -98,6 +99,10 @@ pub(super) async fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 let mut text = device_kv(&detail.device);
                 text.push('\n');
                 text.push_str(&certificates_block(&detail.certificates));
+                if let Some(c) = &detail.mqtt {
+                    text.push('\n');
+                    text.push_str(&super::mqtt::counters_block(c));
+                }
                 emit(&text)?;
             }
         }

@@ -20,6 +20,7 @@ mod device;
 mod duration;
 mod enroll_token;
 mod group;
+mod mqtt;
 mod output;
 mod policy;
 mod service;
@@ -37,6 +38,7 @@ pub use claim::ClaimCmd;
 pub use device::DeviceCmd;
 pub use enroll_token::EnrollTokenCmd;
 pub use group::GroupCmd;
+pub use mqtt::MqttCmd;
 pub use output::OutputFormat;
 pub use policy::PolicyCmd;
 pub use service::ServiceCmd;
@@ -80,6 +82,22 @@ pub enum ClientCommand {
     ///
     /// Example: bulwark service cert billing --csr billing.csr --out billing.pem
     Service(ServiceCmd),
+    /// The MQTT gateway's sessions: list them, disconnect one.
+    ///
+    /// Example: bulwark mqtt sessions
+    ///
+    /// Example: bulwark mqtt disconnect sensor-01
+    Mqtt(MqttCmd),
+    /// Print the server's Prometheus metrics (text exposition format).
+    ///
+    /// The same text Prometheus scrapes from GET /metrics: the MQTT
+    /// gateway's counters and gauges (bulwark_mqtt_*) and the API's
+    /// answers by status class. Metrics reveal fleet activity, so the
+    /// endpoint needs an operator token of a role that may read them
+    /// (admin, operator or auditor); give Prometheus an auditor token.
+    ///
+    /// Example: bulwark metrics | grep bulwark_mqtt_connections_active
+    Metrics,
     /// List, export and verify the hash-chained audit log.
     ///
     /// Example: bulwark audit verify
@@ -171,6 +189,8 @@ async fn dispatch(cmd: ClientCommand, opts: &ClientOpts) -> anyhow::Result<ExitC
         ClientCommand::Policy(c) => policy::run(c, &ctx).await,
         ClientCommand::Service(c) => service::run(c, &ctx).await,
         ClientCommand::Audit(c) => audit::run(c, &ctx).await,
+        ClientCommand::Mqtt(c) => mqtt::run(c, &ctx).await,
+        ClientCommand::Metrics => mqtt::metrics(&ctx).await,
         ClientCommand::Health => health(&ctx).await,
     }
 }
