@@ -758,3 +758,25 @@ fn service_principals_connect_with_password_or_certificate() {
         }
     });
 }
+
+#[test]
+fn expired_certificate_gets_a_clear_refusal() {
+    let server = Server::start("[ca]\ndevice_cert_secs = 5\n");
+    rt().block_on(async {
+        let d1 = enroll(&server, "g", "d1").await;
+        // Valid now...
+        let mut r = Raw::device(&server, &d1).await;
+        r.send(&Packet::Disconnect(Default::default())).await;
+        // ...and refused once it has expired: a CONNACK with the reason,
+        // not a bare TLS alert.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let mut r = Raw::tls(&server, Some(&d1)).await.unwrap();
+        let ack = r
+            .handshake(connect_packet(ProtocolVersion::V5, "d1"))
+            .await
+            .unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+        let reason = ack.properties.reason_string.unwrap();
+        assert!(reason.contains("expired"), "{reason}");
+    });
+}
