@@ -377,7 +377,14 @@ impl Broker {
     /// Delivers `msg` to every matching subscription: once per session
     /// (with the highest granted QoS and all matching subscription ids),
     /// once per shared group. Returns how many sessions it was queued for.
-    pub fn route(&self, msg: &Arc<Message>, journal: &mut Journal) -> usize {
+    /// QoS 1/2 deliveries to connected sessions whose queue is full go to
+    /// `blocked`, for the publisher's connection to wait for room.
+    pub fn route(
+        &self,
+        msg: &Arc<Message>,
+        journal: &mut Journal,
+        blocked: &mut Vec<(Arc<Session>, Delivery)>,
+    ) -> usize {
         let mut targets: Vec<(Arc<Session>, SubRecord)> = Vec::new();
         self.tree
             .read()
@@ -414,8 +421,10 @@ impl Broker {
                 subscription_ids: ids,
                 seq: None,
             };
-            if session.offer(d, self.limits.max_queued, &self.metrics, journal) == Offer::Queued {
-                queued += 1;
+            match session.offer(d, self.limits.max_queued, &self.metrics, journal) {
+                Offer::Queued => queued += 1,
+                Offer::Full(d) => blocked.push((session.clone(), d)),
+                Offer::Denied | Offer::Dropped => {}
             }
             i = j;
         }
@@ -541,7 +550,11 @@ impl Broker {
                 subscription_ids: record.id.into_iter().collect(),
                 seq: None,
             };
-            session.offer(d, self.limits.max_queued, &self.metrics, journal);
+            // The subscriber's own queue: it is not held back by itself.
+            if let Offer::Full(_) = session.offer(d, self.limits.max_queued, &self.metrics, journal)
+            {
+                Metrics::inc(&self.metrics.queue_dropped_total);
+            }
         }
     }
 
@@ -609,7 +622,7 @@ mod tests {
 
     impl Broker {
         fn route_(&self, m: &Arc<Message>) -> usize {
-            self.route(m, &mut Journal::new())
+            self.route(m, &mut Journal::new(), &mut Vec::new())
         }
     }
 

@@ -127,16 +127,26 @@ pub struct Session {
     pub counters: Arc<PrincipalCounters>,
     online: AtomicBool,
     notify: Notify,
+    /// Signalled when the queue shrinks, for publishers held back by a
+    /// full queue.
+    room: Notify,
     policy: RwLock<Arc<CompiledPolicy>>,
     state: Mutex<SessionState>,
 }
 
 /// What happened to a delivery offered to a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Offer {
     Queued,
+    /// The session may not receive the topic.
     Denied,
-    QueueFull,
+    /// Dropped (and counted): the queue is full and the delivery is QoS 0
+    /// or the session is offline.
+    Dropped,
+    /// The queue of a connected session is full and the delivery is QoS 1
+    /// or 2: the caller holds the publisher back until there is room
+    /// ([`Session::room`]) rather than lose an acknowledged message.
+    Full(Delivery),
 }
 
 impl Session {
@@ -152,6 +162,7 @@ impl Session {
             counters,
             online: AtomicBool::new(false),
             notify: Notify::new(),
+            room: Notify::new(),
             policy: RwLock::new(policy),
             state: Mutex::new(SessionState {
                 link: None,
@@ -179,6 +190,11 @@ impl Session {
 
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Release);
+    }
+
+    /// Resolves when deliveries leave the queue (see [`Offer::Full`]).
+    pub fn room(&self) -> &Notify {
+        &self.room
     }
 
     /// Wakes the attached connection to send what is queued.
@@ -228,12 +244,16 @@ impl Session {
         if st.queue.len() >= max_queued {
             // Make room by dropping the oldest QoS 0 message, if any;
             // QoS 1/2 messages are never dropped for a QoS 0 one.
-            Metrics::inc(&metrics.queue_dropped_total);
             match st.queue.iter().position(|q| q.qos == QoS::AtMostOnce) {
                 Some(i) => {
                     st.queue.remove(i);
+                    Metrics::inc(&metrics.queue_dropped_total);
                 }
-                None => return Offer::QueueFull,
+                None if d.qos > QoS::AtMostOnce && st.link.is_some() => return Offer::Full(d),
+                None => {
+                    Metrics::inc(&metrics.queue_dropped_total);
+                    return Offer::Dropped;
+                }
             }
         }
         if st.persistent && d.qos > QoS::AtMostOnce {
@@ -299,6 +319,7 @@ impl SessionState {
             }
         };
         let window = self.link.as_ref().map_or(0, |l| usize::from(l.send_window));
+        let before = self.queue.len();
         let policy = session.policy();
         while let Some(front) = self.queue.front() {
             if front.qos > QoS::AtMostOnce && self.inflight.len() >= window {
@@ -363,6 +384,9 @@ impl SessionState {
                     },
                 );
             }
+        }
+        if self.queue.len() < before {
+            session.room.notify_waiters();
         }
     }
 }

@@ -780,3 +780,65 @@ fn expired_certificate_gets_a_clear_refusal() {
         assert!(reason.contains("expired"), "{reason}");
     });
 }
+
+/// A subscriber that falls behind holds its publishers back instead of
+/// losing QoS 1 messages that were acknowledged to them.
+#[test]
+fn full_subscriber_queue_holds_publishers_back_without_loss() {
+    let server = Server::start("[mqtt]\nmax_queued = 10\nmax_inflight = 4\n");
+    rt().block_on(async {
+        let d1 = enroll(&server, "g", "d1").await;
+        let mut sub = Raw::device(&server, &d1).await;
+        assert_eq!(
+            sub.subscribe(1, &[("devices/d1/commands/#", QoS::AtLeastOnce)])
+                .await,
+            [ReasonCode::GrantedQoS1]
+        );
+        let mut publisher = Raw::plain(&server).await;
+        publisher
+            .handshake(connect_packet(ProtocolVersion::V5, "console"))
+            .await
+            .unwrap();
+        let n = 60u16;
+        for i in 1..=n {
+            publisher
+                .publish(
+                    "devices/d1/commands/seq",
+                    &i.to_string(),
+                    QoS::AtLeastOnce,
+                    i,
+                )
+                .await;
+        }
+        // The subscriber reads nothing for a while: the publisher gets at
+        // most window + queue acknowledgements.
+        let mut acked = 0;
+        while let Some(p) = publisher.recv(Duration::from_millis(700)).await {
+            if matches!(p, Packet::PubAck(_)) {
+                acked += 1;
+            }
+        }
+        assert!(
+            acked <= 4 + 10 + 1,
+            "{acked} acknowledged while the subscriber was stuck"
+        );
+        // Now it reads: every message arrives, in order, none lost.
+        let mut got = Vec::new();
+        while got.len() < usize::from(n) {
+            let p = sub.next_publish(T).await.expect("message lost");
+            got.push(String::from_utf8(p.payload.to_vec()).unwrap());
+        }
+        let want: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        assert_eq!(got, want);
+        while acked < n {
+            match publisher.recv(T).await {
+                Some(Packet::PubAck(a)) => {
+                    assert_eq!(a.reason_code, ReasonCode::Success);
+                    acked += 1;
+                }
+                Some(_) => {}
+                None => panic!("only {acked} of {n} acknowledged"),
+            }
+        }
+    });
+}

@@ -21,9 +21,13 @@ use crate::limits::TokenBucket;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::persist::{self, Journal};
-use crate::session::{Control, Session, SubRecord};
+use crate::session::{Control, Offer, Session, SubRecord};
 use crate::Shared;
 use bulwark_store::MqttOp;
+
+/// How long a publisher is held back, per batch of packets, by full
+/// subscriber queues before those deliveries are dropped.
+const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a topic name or filter is refused regardless of policy.
 pub(crate) fn topic_problem(topic: &str, limits: &GatewayLimits) -> Option<&'static str> {
@@ -67,7 +71,12 @@ pub(crate) fn publish_will(shared: &Shared, session: &Arc<Session>, will: LastWi
     if msg.retain {
         shared.broker.retain(&msg, &mut journal);
     }
-    shared.broker.route(&msg, &mut journal);
+    // Nobody to hold back: a will's deliveries to full queues are dropped.
+    let mut blocked = Vec::new();
+    shared.broker.route(&msg, &mut journal, &mut blocked);
+    for _ in blocked {
+        Metrics::inc(&metrics.queue_dropped_total);
+    }
     shared.broker.persist_nowait(journal);
     Metrics::inc(&metrics.wills_published_total);
 }
@@ -96,6 +105,9 @@ pub(crate) struct Conn {
     journal: Journal,
     /// Writes that need not be waited for.
     nowait: Journal,
+    /// QoS 1/2 deliveries waiting for room in a subscriber's queue; the
+    /// publisher's acknowledgements wait with them (backpressure).
+    blocked: Vec<(Arc<Session>, crate::message::Delivery)>,
 }
 
 impl Conn {
@@ -125,6 +137,7 @@ impl Conn {
             out: BytesMut::new(),
             journal: Journal::new(),
             nowait: Journal::new(),
+            blocked: Vec::new(),
         }
     }
 
@@ -172,6 +185,11 @@ impl Conn {
         // Packets that arrived with the CONNECT.
         let mut flow = self.handle_buffered(&mut decoder, &mut inbuf);
         loop {
+            // A subscriber's full queue holds this publisher back: its
+            // acknowledgements wait until the messages are queued.
+            if !self.blocked.is_empty() {
+                self.wait_for_room().await;
+            }
             // Acknowledgements go out only after what they acknowledge is
             // committed.
             if !self.journal.is_empty() {
@@ -392,6 +410,36 @@ impl Conn {
         }
     }
 
+    /// Re-offers deliveries that met a full queue, waiting for room up to
+    /// [`BACKPRESSURE_WAIT`] in all; what still does not fit is dropped and
+    /// counted (a subscriber that stopped reading must not stall its
+    /// publishers forever).
+    async fn wait_for_room(&mut self) {
+        let deadline = tokio::time::Instant::now() + BACKPRESSURE_WAIT;
+        let max = self.limits.max_queued;
+        for (session, mut d) in std::mem::take(&mut self.blocked) {
+            if Arc::ptr_eq(&session, &self.session) {
+                // Our own queue drains only in this task: waiting would
+                // wait for ourselves.
+                Metrics::inc(&self.metrics().queue_dropped_total);
+                continue;
+            }
+            loop {
+                let room = session.room().notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                match session.offer(d, max, &self.shared.broker.metrics, &mut self.journal) {
+                    Offer::Full(back) => d = back,
+                    Offer::Queued | Offer::Denied | Offer::Dropped => break,
+                }
+                if tokio::time::timeout_at(deadline, room).await.is_err() {
+                    Metrics::inc(&self.metrics().queue_dropped_total);
+                    break;
+                }
+            }
+        }
+    }
+
     /// A persisted delivery is done with: its row goes.
     fn forget(&mut self, d: &crate::message::Delivery) {
         if let Some(seq) = d.seq {
@@ -496,7 +544,9 @@ impl Conn {
         if msg.retain && !self.shared.broker.retain(&msg, &mut self.journal) {
             return self.refuse_publish_meta(qos, packet_id, ReasonCode::QuotaExceeded);
         }
-        self.shared.broker.route(&msg, &mut self.journal);
+        self.shared
+            .broker
+            .route(&msg, &mut self.journal, &mut self.blocked);
         if self.shared.events.enabled() {
             self.shared.events.emit(GatewayEvent::Published {
                 principal: self.session.owner.counter_key(),
