@@ -107,9 +107,24 @@ pub struct PrincipalCounters {
     pub connects: AtomicU64,
     pub auth_failures: AtomicU64,
     pub denials: AtomicU64,
+    /// When `last_seen_at` was last written (Unix seconds), so a device
+    /// reconnecting often costs one registry write a minute, not one per
+    /// connection.
+    pub last_seen_written: AtomicU64,
 }
 
 impl PrincipalCounters {
+    /// Whether "last seen" should be written now (at most once per
+    /// `every_secs`); claims the slot when it returns true.
+    pub fn claim_last_seen(&self, now_secs: u64, every_secs: u64) -> bool {
+        let last = self.last_seen_written.load(Ordering::Relaxed);
+        now_secs.saturating_sub(last) >= every_secs
+            && self
+                .last_seen_written
+                .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
     pub fn snapshot(&self) -> PrincipalSnapshot {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         PrincipalSnapshot {
@@ -150,6 +165,14 @@ mod tests {
         assert!(out.contains("# TYPE bulwark_mqtt_takeovers_total counter\n"));
         assert!(out.contains("\nbulwark_mqtt_takeovers_total 2\n"));
         assert!(out.contains("# TYPE bulwark_mqtt_connections_active gauge\n"));
+    }
+
+    #[test]
+    fn last_seen_is_claimed_at_most_once_per_interval() {
+        let c = PrincipalCounters::default();
+        assert!(c.claim_last_seen(1_000, 60));
+        assert!(!c.claim_last_seen(1_030, 60));
+        assert!(c.claim_last_seen(1_060, 60));
     }
 
     #[test]

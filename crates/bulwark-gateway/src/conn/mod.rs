@@ -307,8 +307,13 @@ async fn run<S>(
     }
     let session = attached.session.clone();
     Metrics::inc(&session.counters.connects);
-    if let crate::session::Owner::Device(id) = &session.owner {
-        // Inventory's "last seen"; off the CONNACK path, not audited.
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let write_seen = session.counters.claim_last_seen(now_secs, 60);
+    if let (crate::session::Owner::Device(id), true) = (&session.owner, write_seen) {
+        // Inventory's "last seen" (to the minute); off the CONNACK path,
+        // not audited.
         let (store, id) = (shared.registry.store().clone(), id.clone());
         tokio::spawn(async move {
             if let Err(e) = store
