@@ -258,6 +258,14 @@ fn service_client_id_ok(name: &str, client_id: &str) -> bool {
             .is_some_and(|instance| !instance.is_empty())
 }
 
+/// The policy of every dev-listener client.
+pub fn dev_policy() -> Result<Arc<CompiledPolicy>, Refusal> {
+    let principal = DeviceId::new("dev-anonymous")
+        .map(Principal::new)
+        .map_err(|_| Refusal::auth(ReasonCode::UnspecifiedError, "dev principal"))?;
+    compile(&[dev_permissive_policy()], &principal)
+}
+
 fn admit_dev(connect: &Connect) -> Result<Admission, Refusal> {
     let (client_id, assigned) = if connect.client_id.is_empty() {
         let n: u64 = rand_id();
@@ -265,10 +273,7 @@ fn admit_dev(connect: &Connect) -> Result<Admission, Refusal> {
     } else {
         (connect.client_id.clone(), false)
     };
-    let principal = DeviceId::new("dev-anonymous")
-        .map(Principal::new)
-        .map_err(|_| Refusal::auth(ReasonCode::UnspecifiedError, "dev principal"))?;
-    let policy = compile(&[dev_permissive_policy()], &principal)?;
+    let policy = dev_policy()?;
     Ok(Admission {
         key: SessionKey::from(format!("dev:{client_id}")),
         owner: Owner::Dev,

@@ -16,10 +16,11 @@ use bulwark_registry::{Event, RegistryError};
 use bulwark_store::StoreError;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::compile;
+use crate::auth::{compile, dev_policy};
 use crate::metrics::Metrics;
 use crate::session::{Control, Owner, Session};
 use crate::Shared;
+use bulwark_policy::CompiledPolicy;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut rx = shared.registry.bus().subscribe();
@@ -34,7 +35,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         .is_some_and(|l| l.serial.as_ref() == Some(&serial));
                     if holds {
                         kick(
-                            &shared,
                             &s,
                             ReasonCode::NotAuthorized,
                             "the certificate of this connection was revoked",
@@ -68,12 +68,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// Tells the attached connection to leave; a session with no connection
 /// keeps its state (it will be re-admitted, or not, at its next CONNECT).
-pub(crate) fn kick(
-    shared: &Shared,
-    s: &Session,
-    reason: ReasonCode,
-    message: &'static str,
-) -> bool {
+pub(crate) fn kick(s: &Session, reason: ReasonCode, message: &'static str) -> bool {
     let st = s.lock();
     let Some(link) = &st.link else {
         return false;
@@ -86,62 +81,105 @@ pub(crate) fn kick(
     if sent {
         tracing::info!(key = %s.key, ?reason, message, "disconnecting an MQTT session");
     }
-    let _ = shared;
     sent
 }
 
-/// Re-admits a session's principal against the registry as it is now.
-async fn reevaluate(shared: &Shared, s: &Arc<Session>) {
-    let (documents, principal, client) = match &s.owner {
+/// A session owner's standing, re-read from the registry.
+enum Standing {
+    /// Its current compiled policy, and whether that still lets it connect.
+    Policy(Arc<CompiledPolicy>, bool),
+    /// It may no longer connect, or cannot be checked: disconnect with this.
+    Barred(ReasonCode, &'static str),
+}
+
+async fn standing(shared: &Shared, owner: &Owner, key: &str) -> Standing {
+    let looked_up = match owner {
         Owner::Device(id) => match shared.registry.device_access(id).await {
-            Ok(a) if a.may_connect() => (a.documents.clone(), a.principal(), id.to_string()),
-            Ok(_) => {
-                kick(
-                    shared,
-                    s,
+            Ok(a) if !a.may_connect() => {
+                return Standing::Barred(
                     ReasonCode::NotAuthorized,
                     "the device may no longer connect",
-                );
-                return;
+                )
             }
-            Err(e) => return gone(shared, s, &e),
+            Ok(a) => {
+                let principal = a.principal();
+                Ok((a.documents, principal, id.to_string()))
+            }
+            Err(e) => Err(e),
         },
         Owner::Service(name) => {
             let Ok(name) = bulwark_types::ServiceName::new(name.as_str()) else {
-                return;
+                return Standing::Barred(
+                    ReasonCode::NotAuthorized,
+                    "the principal no longer exists",
+                );
             };
-            match shared.registry.service_access(&name).await {
-                Ok(a) => {
-                    let client = s.key.strip_prefix("service:").unwrap_or(&s.key).to_owned();
-                    (a.documents.clone(), a.principal(), client)
-                }
-                Err(e) => return gone(shared, s, &e),
+            let client = key.strip_prefix("service:").unwrap_or(key).to_owned();
+            shared
+                .registry
+                .service_access(&name)
+                .await
+                .map(|a| (a.documents.clone(), a.principal(), client))
+        }
+        Owner::Dev => {
+            return match dev_policy() {
+                Ok(p) => Standing::Policy(p, true),
+                Err(_) => Standing::Barred(
+                    ReasonCode::ImplementationSpecificError,
+                    "the dev policy does not compile",
+                ),
             }
         }
-        // Dev sessions have a fixed policy.
-        Owner::Dev => return,
     };
-    let Ok(policy) = compile(&documents, &principal) else {
-        kick(
-            shared,
-            s,
+    let (documents, principal, client) = match looked_up {
+        Ok(x) => x,
+        Err(RegistryError::Store(StoreError::NotFound { .. })) => {
+            return Standing::Barred(ReasonCode::NotAuthorized, "the principal no longer exists")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %key, "cannot re-evaluate a session");
+            return Standing::Barred(
+                ReasonCode::UnspecifiedError,
+                "the server could not re-check this session",
+            );
+        }
+    };
+    match compile(&documents, &principal) {
+        Ok(policy) => {
+            let may_connect = policy.check(Action::Connect, &client).is_allowed();
+            Standing::Policy(policy, may_connect)
+        }
+        Err(_) => Standing::Barred(
             ReasonCode::ImplementationSpecificError,
             "the policy for this client does not compile",
-        );
-        return;
-    };
-    let may_connect = policy.check(Action::Connect, &client).is_allowed();
-    let dropped = shared.broker.rescope(s, policy);
-    Metrics::inc(&shared.broker.metrics.enforcement_rescopes_total);
-    if !may_connect {
-        kick(
-            shared,
-            s,
-            ReasonCode::NotAuthorized,
-            "the policy no longer allows this client to connect",
-        );
-    } else if !dropped.is_empty() {
-        tracing::info!(key = %s.key, filters = ?dropped, "subscriptions revoked by a policy change");
+        ),
+    }
+}
+
+/// Re-admits a session's principal against the registry as it is now:
+/// disconnect it, or install the recompiled policy and drop the
+/// subscriptions it no longer allows.
+async fn reevaluate(shared: &Shared, s: &Arc<Session>) {
+    if s.owner == Owner::Dev {
+        return; // a fixed policy
+    }
+    match standing(shared, &s.owner, &s.key).await {
+        Standing::Barred(reason, message) => {
+            kick(s, reason, message);
+        }
+        Standing::Policy(policy, may_connect) => {
+            let dropped = shared.broker.rescope(s, policy);
+            Metrics::inc(&shared.broker.metrics.enforcement_rescopes_total);
+            if !may_connect {
+                kick(
+                    s,
+                    ReasonCode::NotAuthorized,
+                    "the policy no longer allows this client to connect",
+                );
+            } else if !dropped.is_empty() {
+                tracing::info!(key = %s.key, filters = ?dropped, "subscriptions revoked by a policy change");
+            }
+        }
     }
 }
 
@@ -151,47 +189,9 @@ pub(crate) async fn policy_for(
     shared: &Shared,
     owner: &Owner,
     key: &str,
-) -> Option<Arc<bulwark_policy::CompiledPolicy>> {
-    let (documents, principal, client) = match owner {
-        Owner::Device(id) => match shared.registry.device_access(id).await {
-            Ok(a) if a.may_connect() => (a.documents.clone(), a.principal(), id.to_string()),
-            _ => return None,
-        },
-        Owner::Service(name) => {
-            let name = bulwark_types::ServiceName::new(name.as_str()).ok()?;
-            let a = shared.registry.service_access(&name).await.ok()?;
-            let client = key.strip_prefix("service:").unwrap_or(key).to_owned();
-            (a.documents.clone(), a.principal(), client)
-        }
-        Owner::Dev => {
-            let p = bulwark_types::DeviceId::new("dev-anonymous").ok()?;
-            let doc = bulwark_policy::dev_permissive_policy();
-            return compile(&[doc], &bulwark_policy::Principal::new(p)).ok();
-        }
-    };
-    let policy = compile(&documents, &principal).ok()?;
-    policy
-        .check(Action::Connect, &client)
-        .is_allowed()
-        .then_some(policy)
-}
-
-/// The principal could not be looked up: gone, or the store failed.
-fn gone(shared: &Shared, s: &Session, e: &RegistryError) {
-    if let RegistryError::Store(StoreError::NotFound { .. }) = e {
-        kick(
-            shared,
-            s,
-            ReasonCode::NotAuthorized,
-            "the principal no longer exists",
-        );
-    } else {
-        tracing::error!(error = %e, key = %s.key, "cannot re-evaluate a session; disconnecting it");
-        kick(
-            shared,
-            s,
-            ReasonCode::UnspecifiedError,
-            "the server could not re-check this session",
-        );
+) -> Option<Arc<CompiledPolicy>> {
+    match standing(shared, owner, key).await {
+        Standing::Policy(policy, true) => Some(policy),
+        _ => None,
     }
 }

@@ -243,7 +243,6 @@ impl Gateway {
     fn shutdown_sessions(&self) {
         for s in self.shared.broker.sessions() {
             enforce::kick(
-                &self.shared,
                 &s,
                 ReasonCode::ServerShuttingDown,
                 "the server is shutting down",
@@ -312,7 +311,6 @@ impl Gateway {
             return false;
         }
         let kicked = enforce::kick(
-            &self.shared,
             &s,
             ReasonCode::AdministrativeAction,
             "disconnected by an operator",

@@ -560,6 +560,9 @@ fn abuse_limits_per_address_backoff_and_flapping() {
             r.send(&Packet::Disconnect(Default::default())).await;
         }
         // Connections per source address: the fourth is closed at once.
+        // (First let the server finish closing the connections above, or
+        // their slots would still count.)
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let mut held = Vec::new();
         for _ in 0..3 {
             held.push(

@@ -466,20 +466,7 @@ impl Conn {
     /// (QoS 0 is dropped); MQTT 3.1.1 cannot be told, so the connection
     /// is closed rather than acknowledging a message that was not accepted.
     fn refuse_publish(&mut self, p: &Publish, code: ReasonCode, message: &str) -> Flow {
-        // A refused QoS 2 message ends at PUBREC: its id is free again.
-        if let (QoS::ExactlyOnce, Some(id)) = (p.qos, p.packet_id) {
-            self.incoming_qos2.release(id);
-        }
-        match (self.version, p.qos) {
-            (ProtocolVersion::V5, _) => {
-                self.ack(p.qos, p.packet_id, code);
-                Flow::Continue
-            }
-            (ProtocolVersion::V311, _) => {
-                tracing::debug!(key = %self.session.key, message, "closing an MQTT 3.1.1 client after a refused PUBLISH");
-                Flow::Close(End::Abnormal)
-            }
-        }
+        self.refuse(p.qos, p.packet_id, code, message)
     }
 
     fn on_publish(&mut self, mut p: Publish) -> Flow {
@@ -542,7 +529,12 @@ impl Conn {
             now,
         ));
         if msg.retain && !self.shared.broker.retain(&msg, &mut self.journal) {
-            return self.refuse_publish_meta(qos, packet_id, ReasonCode::QuotaExceeded);
+            return self.refuse(
+                qos,
+                packet_id,
+                ReasonCode::QuotaExceeded,
+                "the retained-message store is full",
+            );
         }
         self.shared
             .broker
@@ -571,7 +563,8 @@ impl Conn {
         Flow::Continue
     }
 
-    fn refuse_publish_meta(&mut self, qos: QoS, id: Option<PacketId>, code: ReasonCode) -> Flow {
+    fn refuse(&mut self, qos: QoS, id: Option<PacketId>, code: ReasonCode, message: &str) -> Flow {
+        // A refused QoS 2 message ends at PUBREC: its id is free again.
         if let (QoS::ExactlyOnce, Some(id)) = (qos, id) {
             self.incoming_qos2.release(id);
         }
@@ -579,6 +572,7 @@ impl Conn {
             self.ack(qos, id, code);
             Flow::Continue
         } else {
+            tracing::debug!(key = %self.session.key, message, "closing an MQTT 3.1.1 client after a refused PUBLISH");
             Flow::Close(End::Abnormal)
         }
     }
