@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bulwark_mqtt::{ReasonCode, RetainHandling, TopicFilter};
 use bulwark_policy::{Action, CompiledPolicy};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use crate::config::GatewayLimits;
 use crate::message::{Delivery, Message, SessionKey};
@@ -46,7 +46,7 @@ pub struct Attached {
     pub session: Arc<Session>,
     pub session_present: bool,
     pub generation: u64,
-    pub control: mpsc::Receiver<Control>,
+    pub control: oneshot::Receiver<Control>,
     /// The remote address of the connection this one took over.
     pub took_over: Option<String>,
 }
@@ -133,10 +133,10 @@ impl Broker {
             }
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = oneshot::channel();
         let link = Link {
             generation,
-            control: tx,
+            control: Some(tx),
             remote: req.remote,
             serial: req.serial,
             send_window: req.send_window,
@@ -147,10 +147,12 @@ impl Broker {
         if let Some(old) = &existing {
             let mut st = old.lock();
             if let Some(l) = st.link.take() {
-                let _ = l.control.try_send(Control::Disconnect {
-                    reason: ReasonCode::SessionTakenOver,
-                    message: "another connection with this identity took the session over",
-                });
+                if let Some(tx) = l.control {
+                    let _ = tx.send(Control::Disconnect {
+                        reason: ReasonCode::SessionTakenOver,
+                        message: "another connection with this identity took the session over",
+                    });
+                }
                 took_over = Some(l.remote);
                 Metrics::inc(&self.metrics.takeovers_total);
             }

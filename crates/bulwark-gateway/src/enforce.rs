@@ -69,14 +69,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// Tells the attached connection to leave; a session with no connection
 /// keeps its state (it will be re-admitted, or not, at its next CONNECT).
 pub(crate) fn kick(s: &Session, reason: ReasonCode, message: &'static str) -> bool {
-    let st = s.lock();
-    let Some(link) = &st.link else {
+    let mut st = s.lock();
+    let Some(link) = st.link.as_mut() else {
         return false;
     };
+    // Only the first order reaches the connection; it is leaving anyway.
     let sent = link
         .control
-        .try_send(Control::Disconnect { reason, message })
-        .is_ok();
+        .take()
+        .is_some_and(|tx| tx.send(Control::Disconnect { reason, message }).is_ok());
     drop(st);
     if sent {
         tracing::info!(key = %s.key, ?reason, message, "disconnecting an MQTT session");

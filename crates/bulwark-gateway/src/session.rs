@@ -15,7 +15,7 @@ use bulwark_mqtt::session::PacketIds;
 use bulwark_mqtt::{PacketId, Publish, QoS, ReasonCode, SubscriptionOptions};
 use bulwark_policy::{Action, CompiledPolicy};
 use bulwark_types::CertSerial;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{oneshot, Notify};
 
 use bulwark_store::MqttOp;
 
@@ -91,7 +91,9 @@ pub struct Outgoing {
 #[derive(Debug)]
 pub struct Link {
     pub generation: u64,
-    pub control: mpsc::Sender<Control>,
+    /// The connection is told to leave at most once: a one-shot channel
+    /// (a few dozen bytes, not a queue per idle connection).
+    pub control: Option<oneshot::Sender<Control>>,
     pub remote: String,
     /// The certificate serial the connection authenticated with.
     pub serial: Option<CertSerial>,

@@ -18,6 +18,9 @@ use crate::{PacketId, Publish, ReasonCode, TopicName};
 /// The topic aliases a peer has set up, up to the maximum we announced.
 #[derive(Debug, Clone, Default)]
 pub struct TopicAliases {
+    maximum: u16,
+    /// Grown on first use up to the alias used: most peers never send an
+    /// alias, and an idle connection should not carry an empty table.
     slots: Vec<Option<TopicName>>,
 }
 
@@ -25,7 +28,8 @@ impl TopicAliases {
     /// A table for aliases 1..=`maximum` (0 disables aliases).
     pub fn new(maximum: u16) -> Self {
         Self {
-            slots: vec![None; usize::from(maximum)],
+            maximum,
+            slots: Vec::new(),
         }
     }
 
@@ -36,9 +40,20 @@ impl TopicAliases {
         let Some(alias) = p.properties.topic_alias.take() else {
             return p.topic.take().ok_or(ReasonCode::ProtocolError);
         };
+        if alias.get() > self.maximum {
+            return Err(ReasonCode::TopicAliasInvalid);
+        }
+        let index = usize::from(alias.get()) - 1;
+        if index >= self.slots.len() {
+            if p.topic.is_none() {
+                // Never bound.
+                return Err(ReasonCode::ProtocolError);
+            }
+            self.slots.resize(index + 1, None);
+        }
         let slot = self
             .slots
-            .get_mut(usize::from(alias.get()) - 1)
+            .get_mut(index)
             .ok_or(ReasonCode::TopicAliasInvalid)?;
         match (p.topic.take(), slot) {
             (Some(t), slot) => {
@@ -152,6 +167,10 @@ mod tests {
             (publish(Some("a/b"), Some(1)), Ok("a/b")),
             (publish(None, Some(1)), Ok("a/b")),
             (publish(Some("c"), Some(1)), Ok("c")),
+            (publish(None, Some(1)), Ok("c")),
+            (publish(None, Some(2)), Err(ReasonCode::ProtocolError)),
+            (publish(Some("e"), Some(2)), Ok("e")),
+            (publish(None, Some(2)), Ok("e")),
             (publish(None, Some(1)), Ok("c")),
             (
                 publish(Some("d"), Some(3)),

@@ -147,31 +147,36 @@ pub(crate) async fn serve<S>(
         return;
     }
 
-    let admission = match auth::admit(
+    // Transient futures (admission, refusal) are boxed: a task's memory is
+    // the size of its largest state, and the state an idle connection
+    // spends its life in should set it, not these.
+    let admission = match Box::pin(auth::admit(
         &shared.registry,
         realm,
         &connect,
         cert.as_deref(),
         &remote.to_string(),
-    )
+    ))
     .await
     {
         Ok(a) => a,
         Err(r) => {
-            refused(&shared, &connect, &remote, &r).await;
+            Box::pin(refused(&shared, &connect, &remote, &r)).await;
             send(&mut io, version, &refuse(r.code, r.reason)).await;
             return;
         }
     };
+    drop(cert);
     if let Err(r) = check_will(&shared, &connect, &admission) {
         Metrics::inc(&metrics.will_denied_total);
-        refused(&shared, &connect, &remote, &r).await;
+        Box::pin(refused(&shared, &connect, &remote, &r)).await;
         send(&mut io, version, &refuse(r.code, r.reason)).await;
         return;
     }
     shared.limiter.auth_succeeded(remote.ip());
     decoder.set_max_packet_size(limits.max_packet_size);
-    run(shared, io, decoder, inbuf, remote, *connect, admission).await;
+    drop(metrics);
+    run(shared, io, decoder, inbuf, remote, connect, admission).await;
 }
 
 /// Records a refused CONNECT: counted, audited when an identity was
@@ -258,13 +263,55 @@ async fn run<S>(
     decoder: Decoder,
     inbuf: BytesMut,
     remote: SocketAddr,
-    connect: Connect,
+    connect: Box<Connect>,
     admission: Admission,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let limits = shared.broker.limits.clone();
-    let metrics = shared.broker.metrics.clone();
+    // Everything up to CONNACK is in `attach`, boxed: it is done once, and
+    // what the long-lived loop below holds should decide the task's size.
+    let Some((mut conn, attached, client_id)) =
+        Box::pin(attach(&shared, &remote, connect, admission)).await
+    else {
+        return;
+    };
+    let session = attached.session.clone();
+    let metrics = &shared.broker.metrics;
+    let end = conn.run(io, decoder, inbuf, attached.control).await;
+    metrics
+        .connections_active
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let expiry = conn.expiry_secs();
+    let will = conn.take_will();
+    drop(conn);
+    shared.events.emit(GatewayEvent::Disconnected {
+        client_id,
+        principal: session.owner.counter_key(),
+        source: remote,
+        normal: matches!(end, End::Normal | End::NormalWithWill),
+    });
+    let epoch = shared.broker.detach(&session, attached.generation, expiry);
+    finish(&shared, &session, epoch, expiry, end, will);
+}
+
+/// What a connection keeps from its CONNECT once attached.
+struct AttachedConn {
+    session: Arc<Session>,
+    generation: u64,
+    control: tokio::sync::oneshot::Receiver<crate::session::Control>,
+}
+
+/// Attaches the session (persisted before CONNACK says it exists), records
+/// a takeover, and prepares the connection with its CONNACK queued.
+async fn attach(
+    shared: &Arc<Shared>,
+    remote: &SocketAddr,
+    connect: Box<Connect>,
+    admission: Admission,
+) -> Option<(packets::Conn, AttachedConn, String)> {
+    let limits = &shared.broker.limits;
+    let metrics = &shared.broker.metrics;
+    let remote = *remote;
     let version = connect.protocol_version;
     let expiry = session_expiry(&connect, limits.max_session_expiry_secs);
     let client_max = connect.properties.maximum_packet_size.map(|m| m.get());
@@ -303,7 +350,7 @@ async fn run<S>(
         shared
             .broker
             .detach(&attached.session, attached.generation, 0);
-        return;
+        return None;
     }
     let session = attached.session.clone();
     Metrics::inc(&session.counters.connects);
@@ -386,26 +433,19 @@ async fn run<S>(
         session.clone(),
         encoder,
         keep_alive,
-        connect.will.clone(),
+        connect.will,
         expiry,
-        limits,
     );
-    let end = conn
-        .run(io, decoder, inbuf, Packet::ConnAck(ack), attached.control)
-        .await;
-    metrics
-        .connections_active
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let expiry = conn.expiry_secs();
-    let will = conn.take_will();
-    shared.events.emit(GatewayEvent::Disconnected {
-        client_id: admission.client_id.clone(),
-        principal: session.owner.counter_key(),
-        source: remote,
-        normal: matches!(end, End::Normal | End::NormalWithWill),
-    });
-    let epoch = shared.broker.detach(&session, attached.generation, expiry);
-    finish(&shared, &session, epoch, expiry, end, will);
+    conn.start(&Packet::ConnAck(ack));
+    Some((
+        conn,
+        AttachedConn {
+            session,
+            generation: attached.generation,
+            control: attached.control,
+        },
+        admission.client_id,
+    ))
 }
 
 fn actor_of(session: &Session) -> Actor {

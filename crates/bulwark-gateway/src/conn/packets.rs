@@ -12,7 +12,7 @@ use bulwark_mqtt::{
 use bulwark_policy::Action;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use super::{disconnect_packet, End};
 use crate::config::GatewayLimits;
@@ -28,6 +28,26 @@ use bulwark_store::MqttOp;
 /// How long a publisher is held back, per batch of packets, by full
 /// subscriber queues before those deliveries are dropped.
 const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Bytes an idle connection reads into before it has an input buffer.
+const SMALL_READ: usize = 256;
+
+/// Reads what is available: into `inbuf` when it has room, otherwise
+/// through `small` (an idle connection keeps no heap buffer). Cancel-safe:
+/// data is appended in the same poll that reads it.
+async fn read_some<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    inbuf: &mut BytesMut,
+    small: &mut [u8; SMALL_READ],
+) -> std::io::Result<usize> {
+    if inbuf.capacity() == inbuf.len() {
+        let n = rd.read(small).await?;
+        inbuf.extend_from_slice(&small[..n]);
+        Ok(n)
+    } else {
+        rd.read_buf(inbuf).await
+    }
+}
 
 /// Why a topic name or filter is refused regardless of policy.
 pub(crate) fn topic_problem(topic: &str, limits: &GatewayLimits) -> Option<&'static str> {
@@ -92,9 +112,10 @@ pub(crate) struct Conn {
     session: Arc<Session>,
     encoder: Encoder,
     version: ProtocolVersion,
-    limits: GatewayLimits,
     keep_alive: u16,
-    will: Option<LastWill>,
+    /// Boxed: most connections have none, and every connection's task
+    /// would otherwise carry room for one.
+    will: Option<Box<LastWill>>,
     expiry: u32,
     out: BytesMut,
     aliases: TopicAliases,
@@ -118,9 +139,9 @@ impl Conn {
         keep_alive: u16,
         will: Option<LastWill>,
         expiry: u32,
-        limits: GatewayLimits,
     ) -> Self {
         let now = Instant::now();
+        let limits = &shared.broker.limits;
         Self {
             version: encoder.version(),
             aliases: TopicAliases::new(limits.topic_alias_maximum),
@@ -130,9 +151,8 @@ impl Conn {
             shared,
             session,
             encoder,
-            limits,
             keep_alive,
-            will,
+            will: will.map(Box::new),
             expiry,
             out: BytesMut::new(),
             journal: Journal::new(),
@@ -146,13 +166,25 @@ impl Conn {
     }
 
     pub(crate) fn take_will(&mut self) -> Option<LastWill> {
-        self.will.take()
+        self.will.take().map(|w| *w)
+    }
+
+    /// Queues the CONNACK, then what the session owes the client: its
+    /// unacknowledged deliveries and whatever the window allows.
+    pub(crate) fn start(&mut self, connack: &Packet) {
+        self.push(connack);
+        self.resend_inflight();
+        self.drain();
     }
 
     fn push(&mut self, packet: &Packet) {
         if let Err(e) = self.encoder.encode(packet, &mut self.out) {
             tracing::debug!(error = %e, packet = %packet.packet_type(), "packet not sent");
         }
+    }
+
+    fn limits(&self) -> &GatewayLimits {
+        &self.shared.broker.limits
     }
 
     fn metrics(&self) -> &Metrics {
@@ -164,16 +196,12 @@ impl Conn {
         io: S,
         mut decoder: Decoder,
         mut inbuf: BytesMut,
-        connack: Packet,
-        mut control: mpsc::Receiver<Control>,
+        mut control: oneshot::Receiver<Control>,
     ) -> End
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let (mut rd, mut wr) = tokio::io::split(io);
-        self.push(&connack);
-        self.resend_inflight();
-        self.drain();
         // Keepalive: the client must send something within 1.5 times it.
         let grace = (self.keep_alive > 0)
             .then(|| std::time::Duration::from_millis(u64::from(self.keep_alive) * 1500));
@@ -184,17 +212,20 @@ impl Conn {
         tokio::pin!(keepalive);
         // Packets that arrived with the CONNECT.
         let mut flow = self.handle_buffered(&mut decoder, &mut inbuf);
+        let mut control_closed = false;
+        let mut small = [0u8; SMALL_READ];
+        let mut busy = false;
         loop {
             // A subscriber's full queue holds this publisher back: its
             // acknowledgements wait until the messages are queued.
             if !self.blocked.is_empty() {
-                self.wait_for_room().await;
+                Box::pin(self.wait_for_room()).await;
             }
             // Acknowledgements go out only after what they acknowledge is
             // committed.
             if !self.journal.is_empty() {
                 let ops = std::mem::take(&mut self.journal);
-                if let Err(e) = self.shared.broker.persist(ops).await {
+                if let Err(e) = Box::pin(self.shared.broker.persist(ops)).await {
                     Metrics::inc(&self.metrics().persistence_errors_total);
                     tracing::error!(error = %e, key = %self.session.key, "session store write failed; closing without acknowledging");
                     return End::Abnormal;
@@ -216,20 +247,22 @@ impl Conn {
                 let _ = wr.shutdown().await;
                 return end;
             }
-            // Idle connections are the common case: keep their buffers
-            // small, and give back what a burst of large packets grew.
-            if inbuf.is_empty() && inbuf.capacity() > 64 * 1024 {
-                inbuf = BytesMut::new();
+            // Idle connections are the common case: one that has read all
+            // it was sent holds no input buffer (the next read lands in
+            // `small`), and bursts of large packets give back what they grew.
+            if inbuf.is_empty() && !busy {
+                if inbuf.capacity() > 0 {
+                    inbuf = BytesMut::new();
+                }
+            } else if inbuf.capacity() - inbuf.len() < 512 {
+                inbuf.reserve(4096);
             }
             if self.out.capacity() > 64 * 1024 {
                 self.out = BytesMut::new();
             }
-            if inbuf.capacity() - inbuf.len() < 512 {
-                inbuf.reserve(2048);
-            }
             flow = tokio::select! {
-                ctl = control.recv() => match ctl {
-                    Some(Control::Disconnect { reason, message }) => {
+                ctl = &mut control, if !control_closed => match ctl {
+                    Ok(Control::Disconnect { reason, message }) => {
                         if let Some(p) = disconnect_packet(self.version, reason, message) {
                             self.push(&p);
                         }
@@ -240,11 +273,20 @@ impl Conn {
                             Flow::Close(End::Kicked)
                         }
                     }
-                    None => Flow::Continue,
+                    Err(_) => {
+                        // Dropped unsent (the link was replaced): no order
+                        // can come any more; a completed receiver must not
+                        // be polled again.
+                        control_closed = true;
+                        Flow::Continue
+                    }
                 },
-                r = rd.read_buf(&mut inbuf) => match r {
+                r = read_some(&mut rd, &mut inbuf, &mut small) => match r {
                     Ok(0) | Err(_) => Flow::Close(End::Abnormal),
-                    Ok(_) => {
+                    Ok(n) => {
+                        // A read that filled its space: more is likely coming,
+                        // so keep a real buffer for the next one.
+                        busy = n >= SMALL_READ;
                         if let Some(g) = grace {
                             keepalive.as_mut().reset(tokio::time::Instant::now() + g);
                         }
@@ -386,7 +428,7 @@ impl Conn {
                             "session expiry cannot be set at DISCONNECT when it was 0 at CONNECT",
                         );
                     }
-                    self.expiry = e.min(self.limits.max_session_expiry_secs);
+                    self.expiry = e.min(self.limits().max_session_expiry_secs);
                 }
                 if d.reason_code == ReasonCode::DisconnectWithWillMessage {
                     Flow::Close(End::NormalWithWill)
@@ -416,7 +458,7 @@ impl Conn {
     /// publishers forever).
     async fn wait_for_room(&mut self) {
         let deadline = tokio::time::Instant::now() + BACKPRESSURE_WAIT;
-        let max = self.limits.max_queued;
+        let max = self.limits().max_queued;
         for (session, mut d) in std::mem::take(&mut self.blocked) {
             if Arc::ptr_eq(&session, &self.session) {
                 // Our own queue drains only in this task: waiting would
@@ -491,7 +533,7 @@ impl Conn {
             }
         }
         let metrics = self.shared.broker.metrics.clone();
-        if let Some(problem) = topic_problem(topic.as_str(), &self.limits) {
+        if let Some(problem) = topic_problem(topic.as_str(), self.limits()) {
             Metrics::inc(&metrics.publish_denied_total);
             return self.refuse_publish(&p, ReasonCode::TopicNameInvalid, problem);
         }
@@ -584,7 +626,7 @@ impl Conn {
         let mut granted = Vec::new();
         for sub in s.subscriptions {
             let filter = sub.filter;
-            let refusal = if topic_problem(filter.as_str(), &self.limits).is_some() {
+            let refusal = if topic_problem(filter.as_str(), self.limits()).is_some() {
                 Some(ReasonCode::TopicFilterInvalid)
             } else if !self.session.allows(Action::Subscribe, filter.as_str()) {
                 self.shared.events.emit(GatewayEvent::Denied {
@@ -595,7 +637,7 @@ impl Conn {
                 Some(ReasonCode::NotAuthorized)
             } else {
                 let st = self.session.lock();
-                let full = st.subscriptions.len() >= self.limits.max_subscriptions
+                let full = st.subscriptions.len() >= self.limits().max_subscriptions
                     && !st.subscriptions.contains_key(filter.as_str());
                 full.then_some(ReasonCode::QuotaExceeded)
             };
