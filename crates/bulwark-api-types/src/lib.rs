@@ -4,22 +4,26 @@
 //! this crate adds what only crosses the wire. The CLI and the server both
 //! use these types, so the two cannot drift apart.
 
+mod manufacturer;
 mod mqtt;
 
 use std::collections::BTreeMap;
 
 use bulwark_types::{
-    CertSerial, DeviceId, GroupId, PolicyName, RevocationReason, Role, ServiceName,
+    CertSerial, DeviceId, GroupId, ManufacturerCaName, PolicyName, RevocationReason, Role,
+    ServiceName,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+pub use manufacturer::{CreateManufacturerCa, DeletedManufacturerCa, ManufacturerCaDetail};
 pub use mqtt::{DeviceView, MqttCounters, MqttSession};
 
 pub use bulwark_types::{
-    CertKind, Certificate, Claim, Device, DeviceDetail, DeviceState, EnrollToken, Group,
-    OperatorToken, PolicySummary, PolicyTarget, PolicyVersion, Service,
+    CertKind, Certificate, Claim, Device, DeviceDetail, DeviceState, EnrollToken, Group, JitMode,
+    ManufacturerCa, ManufacturerCertificate, OperatorToken, PolicySummary, PolicyTarget,
+    PolicyVersion, Service,
 };
 
 /// Media type of RFC 9457 problem details.
@@ -51,6 +55,13 @@ pub struct CreateDevice {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub hardware_model: Option<String>,
+    /// Bind the device to this registered manufacturer CA: it will
+    /// authenticate with that CA's certificates (CN = the device id) and
+    /// becomes active with the first one, even when the CA's just-in-time
+    /// registration is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub manufacturer_ca: Option<ManufacturerCaName>,
 }
 
 /// `PATCH /v1/devices/{id}`: change descriptive fields. Absent fields stay.
@@ -65,7 +76,8 @@ pub struct UpdateDevice {
     pub firmware_version: Option<String>,
 }
 
-/// Body (optional) of the lifecycle actions `quarantine`, `release`, `decommission`.
+/// Body (optional) of the lifecycle actions `activate`, `quarantine`,
+/// `release`, `decommission`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleAction {

@@ -1,7 +1,7 @@
 //! The operator's view of the MQTT gateway: live sessions and per-device
 //! counters.
 
-use bulwark_types::{Certificate, Device, DeviceDetail};
+use bulwark_types::{Certificate, Device, DeviceDetail, ManufacturerCertificate};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -56,6 +56,10 @@ pub struct DeviceView {
     #[serde(flatten)]
     pub device: Device,
     pub certificates: Vec<Certificate>,
+    /// Certificates of its manufacturer CA it connected with, newest first
+    /// (absent for a device enrolled through Bulwark's CA).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manufacturer_certificates: Vec<ManufacturerCertificate>,
     /// MQTT counters since the server started: zeros for a device that has
     /// not connected since; absent when the server runs no MQTT gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +71,7 @@ impl DeviceView {
         Self {
             device: detail.device,
             certificates: detail.certificates,
+            manufacturer_certificates: detail.manufacturer_certificates,
             mqtt,
         }
     }
@@ -88,6 +93,7 @@ mod tests {
         let view = DeviceView {
             device,
             certificates: Vec::new(),
+            manufacturer_certificates: Vec::new(),
             mqtt: Some(MqttCounters {
                 messages_in: 2,
                 ..MqttCounters::default()

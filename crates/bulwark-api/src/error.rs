@@ -85,6 +85,8 @@ impl From<StoreError> for ApiError {
                 (S::CONFLICT, "already-revoked")
             }
             StoreError::PolicyInUse { .. } => (S::CONFLICT, "policy-in-use"),
+            StoreError::Conflict(_) => (S::CONFLICT, "conflict"),
+            StoreError::ManufacturerBinding(_) => (S::CONFLICT, "manufacturer-binding"),
             StoreError::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable"),
             StoreError::Internal(_) | StoreError::Sqlite(_) => return ApiError::internal(e),
         };

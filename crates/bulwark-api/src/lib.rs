@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod limits;
 mod metrics;
+mod mqtt_tls;
 mod openapi;
 mod routes;
 mod tls;
@@ -22,6 +23,7 @@ pub use error::ApiError;
 pub use extract::ConnInfo;
 pub use limits::{LimitConfig, Limits};
 pub use metrics::ApiMetrics;
+pub use mqtt_tls::{mqtt_tls_config, LiveClientVerifier};
 pub use openapi::openapi_json;
 pub use tls::{serve, server_tls_config, ServeConfig};
 

@@ -16,7 +16,7 @@ use crate::routes;
     paths(
         routes::health, routes::openapi, routes::chain_pem, routes::crl_der, routes::crl_pem,
         routes::list_devices, routes::create_device, routes::get_device, routes::update_device,
-        routes::quarantine, routes::release, routes::decommission,
+        routes::activate, routes::quarantine, routes::release, routes::decommission,
         routes::list_groups, routes::create_group,
         routes::create_enroll_token, routes::list_enroll_tokens,
         routes::get_certificate, routes::revoke_certificate,
@@ -30,6 +30,8 @@ use crate::routes;
         routes::device_effective_policy, routes::service_effective_policy, routes::test_policy,
         routes::list_services, routes::create_service, routes::delete_service,
         routes::service_certificate,
+        routes::list_manufacturer_cas, routes::create_manufacturer_ca,
+        routes::get_manufacturer_ca, routes::delete_manufacturer_ca,
         routes::list_mqtt_sessions, routes::disconnect_mqtt_session, routes::metrics,
     ),
     components(schemas(bulwark_api_types::Problem)),

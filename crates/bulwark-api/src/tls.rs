@@ -13,6 +13,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
@@ -46,7 +47,7 @@ impl Default for ServeConfig {
     }
 }
 
-/// Accepts client certificates that chain to the root; tolerates only
+/// Accepts client certificates that chain to a trust anchor; tolerates only
 /// expiry, so the EST handler can refuse an expired certificate with a clear
 /// problem document rather than a bare TLS alert. Everything else (unknown
 /// issuer, bad signature, wrong usage) fails the handshake.
@@ -116,30 +117,60 @@ impl ClientCertVerifier for ExpiryTolerant {
 /// The API's TLS configuration: TLS 1.2/1.3 (aws-lc-rs), our server chain,
 /// optional client certificates chaining to one of `client_anchors` (the
 /// root and the issuing CA, so a device may present its leaf alone, as most
-/// TLS clients do).
+/// TLS clients do). Manufacturer CAs are not trusted here: their devices
+/// only speak MQTT (see [`crate::mqtt_tls_config`]).
 pub fn server_tls_config(
     chain: Vec<Vec<u8>>,
     key_pkcs8: Vec<u8>,
     client_anchors: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = RootCertStore::empty();
-    for der in client_anchors {
-        roots.add(CertificateDer::from(der.to_vec()))?;
-    }
-    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let anchors: Vec<CertificateDer<'static>> = client_anchors
+        .iter()
+        .map(|d| CertificateDer::from(d.to_vec()))
+        .collect();
+    let inner = webpki_verifier(&anchors, &[], &provider)?;
+    let mut config = config_with(chain, key_pkcs8, inner, provider)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+pub(crate) fn config_with(
+    chain: Vec<Vec<u8>>,
+    key_pkcs8: Vec<u8>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> Result<ServerConfig, rustls::Error> {
+    ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_client_cert_verifier(Arc::new(ExpiryTolerant(inner)))
+        .with_client_cert_verifier(Arc::new(ExpiryTolerant(client_verifier)))
         .with_single_cert(
             chain.into_iter().map(CertificateDer::from).collect(),
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8)),
-        )?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+        )
+}
+
+/// A verifier of optional client certificates chaining to `anchors` or
+/// to one of `extra` (manufacturer CAs; one rustls refuses is skipped,
+/// trusting less).
+pub(crate) fn webpki_verifier(
+    anchors: &[CertificateDer<'static>],
+    extra: &[(&str, CertificateDer<'static>)],
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+    let mut roots = RootCertStore::empty();
+    for der in anchors {
+        roots.add(der.clone())?;
+    }
+    for (name, der) in extra {
+        if let Err(e) = roots.add(der.clone()) {
+            tracing::error!(manufacturer_ca = %name, error = %e, "a manufacturer CA cannot be a TLS trust anchor; its devices are refused");
+        }
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then

@@ -1,8 +1,8 @@
 //! The closed set of things the audit log records, and who did them.
 
 use bulwark_types::{
-    CertSerial, DeviceId, DeviceState, GroupId, PolicyName, PolicyTarget, RevocationReason, Role,
-    ServiceName,
+    CertSerial, DeviceId, DeviceState, GroupId, JitMode, ManufacturerCaName, PolicyName,
+    PolicyTarget, RevocationReason, Role, ServiceName,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,9 @@ pub enum AuditEvent {
     DeviceRegistered {
         device_id: DeviceId,
         group: GroupId,
+        /// The manufacturer CA the device was bound to, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manufacturer_ca: Option<ManufacturerCaName>,
     },
     DeviceUpdated {
         device_id: DeviceId,
@@ -171,5 +174,58 @@ pub enum AuditEvent {
     ServiceAuthenticationFailed {
         service: Option<ServiceName>,
         reason: String,
+    },
+    /// An operator registered a manufacturer CA (or re-registered a removed
+    /// one under its old name).
+    ManufacturerCaRegistered {
+        name: ManufacturerCaName,
+        /// SHA-256 (hex) of the CA certificate.
+        fingerprint: String,
+        group: Option<GroupId>,
+        jit: JitMode,
+    },
+    /// An operator removed a manufacturer CA: its certificates no longer
+    /// authenticate anyone; `devices` were bound to it.
+    ManufacturerCaRemoved {
+        name: ManufacturerCaName,
+        fingerprint: String,
+        devices: u64,
+    },
+    /// A device unknown to the inventory connected with a certificate of a
+    /// registered manufacturer CA and was created just in time.
+    DeviceJitRegistered {
+        device_id: DeviceId,
+        group: GroupId,
+        manufacturer_ca: ManufacturerCaName,
+        /// `pending` (an operator must activate it) or `active`.
+        state: DeviceState,
+        /// SHA-256 (hex) of the certificate.
+        fingerprint: String,
+    },
+    /// A new certificate of a device's manufacturer CA was bound to the
+    /// device (its first, for a pre-registered device, or a re-provisioned
+    /// one).
+    ManufacturerCertificateBound {
+        device_id: DeviceId,
+        manufacturer_ca: ManufacturerCaName,
+        fingerprint: String,
+        /// The serial as the manufacturer wrote it (hex).
+        serial: String,
+    },
+    /// A certificate of a registered manufacturer CA claimed a device it
+    /// may not speak for (enrolled through Bulwark, or bound to another
+    /// manufacturer CA).
+    ManufacturerCertificateRefused {
+        /// The device id the certificate's CN claims.
+        device_id: DeviceId,
+        manufacturer_ca: ManufacturerCaName,
+        fingerprint: String,
+        reason: String,
+    },
+    /// A manufacturer certificate was revoked (decommissioning).
+    ManufacturerCertificateRevoked {
+        device_id: DeviceId,
+        fingerprint: String,
+        reason: RevocationReason,
     },
 }

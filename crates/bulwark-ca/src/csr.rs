@@ -152,7 +152,7 @@ pub fn random_serial() -> CertSerial {
     }
 }
 
-fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyKind, CaError> {
+pub(crate) fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyKind, CaError> {
     let alg = &spki.algorithm.algorithm;
     let key = &spki.subject_public_key;
     if key.unused_bits != 0 {
@@ -218,7 +218,7 @@ fn classify_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyKind, CaError> {
     )))
 }
 
-fn verification_algorithm(
+pub(crate) fn verification_algorithm(
     key: KeyKind,
     sig: &AlgorithmIdentifier<'_>,
 ) -> Result<&'static dyn VerificationAlgorithm, CaError> {
@@ -348,7 +348,7 @@ fn modulus_bits(modulus: &[u8]) -> u32 {
 }
 
 /// A readable name for the algorithm OIDs a client is likely to send.
-fn algorithm_name(oid: &Oid<'_>) -> String {
+pub(crate) fn algorithm_name(oid: &Oid<'_>) -> String {
     let known: &[(&Oid<'_>, &str)] = &[
         (
             &oids::OID_PKCS1_SHA1WITHRSA,
@@ -384,7 +384,7 @@ fn algorithm_name(oid: &Oid<'_>) -> String {
 const ECDSA_WITH_SHA1: Oid<'static> = x509_parser::der_parser::oid!(1.2.840 .10045 .4 .1);
 
 /// Printable ASCII only, truncated, so a hostile subject cannot forge log lines.
-fn printable_subject(s: &str) -> String {
+pub(crate) fn printable_subject(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {

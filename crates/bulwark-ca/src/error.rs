@@ -148,6 +148,22 @@ pub enum CaError {
     #[error("der encoding failed")]
     Der(#[source] der::Error),
 
+    /// A manufacturer CA certificate an operator asked to register is not
+    /// usable as one (the detail says why, for the operator).
+    #[error("invalid manufacturer CA certificate: {detail}")]
+    ManufacturerCa {
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// A client certificate was not issued by the manufacturer CA it
+    /// names, or cannot authenticate a device (the detail says why).
+    #[error("{detail}")]
+    ForeignCertificate {
+        /// What is wrong with it.
+        detail: String,
+    },
+
     /// A base64 (or PEM) body could not be decoded.
     #[error("invalid base64 body: {detail}")]
     Base64 {

@@ -19,6 +19,9 @@ use crate::{Client, ClientError};
 /// A move in the device lifecycle that the API exposes as `POST /v1/devices/{id}/<action>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifecycleVerb {
+    /// pending -> active, for a device registered just in time by a
+    /// manufacturer CA's certificate.
+    Activate,
     Quarantine,
     Release,
     Decommission,
@@ -28,6 +31,7 @@ impl LifecycleVerb {
     /// The last path segment of the endpoint.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Activate => "activate",
             Self::Quarantine => "quarantine",
             Self::Release => "release",
             Self::Decommission => "decommission",
@@ -79,7 +83,7 @@ impl Client {
             .await
     }
 
-    /// `POST /v1/devices/{id}/{quarantine|release|decommission}`.
+    /// `POST /v1/devices/{id}/{activate|quarantine|release|decommission}`.
     pub async fn device_lifecycle(
         &self,
         id: &DeviceId,
@@ -88,6 +92,17 @@ impl Client {
     ) -> Result<Device, ClientError> {
         let url = self.url(&["v1", "devices", id.as_str(), verb.as_str()], &[]);
         self.send_json(self.request(Method::POST, url).json(action))
+            .await
+    }
+
+    /// `POST /v1/devices/{id}/activate`: a pending device registered just
+    /// in time by a manufacturer CA's certificate becomes active.
+    pub async fn activate_device(
+        &self,
+        id: &DeviceId,
+        action: &LifecycleAction,
+    ) -> Result<Device, ClientError> {
+        self.device_lifecycle(id, LifecycleVerb::Activate, action)
             .await
     }
 

@@ -24,6 +24,7 @@
 mod api;
 mod error;
 mod est;
+mod manufacturer;
 mod mqtt;
 mod policy;
 

@@ -3,10 +3,13 @@
 //! and a reason an operator can act on.
 //!
 //! - TLS listener with a client certificate: the certificate must be one
-//!   Bulwark issued (same DER), unexpired and unrevoked, and belong to a
-//!   device that may connect (`active`, or `quarantined` under the
-//!   quarantine policy). The clientId must be the device id (an empty one
-//!   is assigned it).
+//!   Bulwark issued (same DER), or a device certificate a registered
+//!   manufacturer CA issued (bound to the device its CN names, or
+//!   registering it just in time; see `bulwark_registry`), unexpired and
+//!   unrevoked, and belong to a device that may connect (`active`, or
+//!   `quarantined` under the quarantine policy; a `pending` one waits for
+//!   an operator). The clientId must be the device id (an empty one is
+//!   assigned it).
 //! - TLS listener without a certificate: only a service principal with a
 //!   username and password (argon2id-verified by the registry); anything
 //!   else is refused, a client certificate being required.
@@ -123,7 +126,7 @@ pub async fn admit(
             }
             (None, _, _) => Err(Refusal::auth(
                 ReasonCode::NotAuthorized,
-                "a client certificate issued by this server is required (or, for a service, a username and password)",
+                "a client certificate issued by this server or a registered manufacturer CA is required (or, for a service, a username and password)",
             )),
         },
     }
@@ -134,7 +137,10 @@ async fn admit_certificate(
     connect: &Connect,
     der: &[u8],
 ) -> Result<Admission, Refusal> {
-    let identity = registry.identify_client(der).await.map_err(from_registry)?;
+    let identity = registry
+        .identify_mqtt_client(der)
+        .await
+        .map_err(from_registry)?;
     let device = match identity {
         ClientIdentity::Device(d) => d,
         ClientIdentity::Service(s) => return admit_service(registry, connect, s).await,
@@ -151,15 +157,29 @@ async fn admit_certificate(
         .await
         .map_err(|e| from_registry(e).of(&id))?;
     if !access.may_connect() {
-        let code = match access.device.state {
-            DeviceState::Decommissioned => ReasonCode::Banned,
-            _ => ReasonCode::NotAuthorized,
+        let state = access.device.state;
+        let (code, reason) = match state {
+            DeviceState::Decommissioned => (
+                ReasonCode::Banned,
+                format!("device {id} is {state} and may not connect"),
+            ),
+            DeviceState::Pending => (
+                ReasonCode::NotAuthorized,
+                format!(
+                    "device {id} is pending: an operator must activate it before it may connect \
+                     (bulwark device activate {id})"
+                ),
+            ),
+            _ if !access.credential_trusted => (
+                ReasonCode::NotAuthorized,
+                format!("the manufacturer CA device {id} is bound to is no longer registered"),
+            ),
+            _ => (
+                ReasonCode::NotAuthorized,
+                format!("device {id} is {state} and may not connect"),
+            ),
         };
-        return Err(Refusal::auth(
-            code,
-            format!("device {id} is {} and may not connect", access.device.state),
-        )
-        .of(&id));
+        return Err(Refusal::auth(code, reason).of(&id));
     }
     let (client_id, assigned) = if connect.client_id.is_empty() {
         (id.to_string(), true)
@@ -186,7 +206,7 @@ async fn admit_certificate(
         client_id,
         assigned,
         policy,
-        serial: Some(device.serial().clone()),
+        serial: device.serial().cloned(),
     })
 }
 

@@ -57,7 +57,26 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 .into_iter()
                 .filter(|s| matches!(&s.owner, Owner::Service(n) if *n == name))
                 .collect(),
-            Ok(Event::DeviceEnrolled { .. } | Event::OperatorTokenRevoked { .. }) => continue,
+            Ok(Event::ManufacturerCaRemoved { devices, .. }) => {
+                // A device bound to a manufacturer CA authenticates only
+                // with that CA's certificates.
+                for id in devices {
+                    if let Some(s) = shared.broker.session(id.as_str()) {
+                        kick(
+                            &s,
+                            ReasonCode::NotAuthorized,
+                            "the manufacturer CA that issued this device's certificate was removed",
+                        );
+                    }
+                }
+                continue;
+            }
+            Ok(
+                Event::DeviceEnrolled { .. }
+                | Event::OperatorTokenRevoked { .. }
+                | Event::DeviceJitRegistered { .. }
+                | Event::ManufacturerCaAdded { .. },
+            ) => continue,
             Err(RecvError::Closed) => return,
         };
         for s in targets {

@@ -90,7 +90,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway over `registry`. `tls` must request (not require) client
-    /// certificates chaining to Bulwark's CA, so that a missing or expired
+    /// certificates chaining to Bulwark's CA or a registered manufacturer CA
+    /// (`bulwark_api::mqtt_tls_config`), so that a missing or expired
     /// certificate gets a CONNACK with a reason rather than a bare alert.
     /// `store` keeps persistent sessions and retained messages across
     /// restarts; without it they live in memory only.
@@ -439,13 +440,14 @@ mod tests {
     #[test]
     fn a_connection_task_stays_small() {
         let tls = future_size(serve_tls_conn);
-        let plain = future_size(
-            |s: Arc<Shared>, io: tokio::net::TcpStream, r: SocketAddr| {
-                conn::serve(s, io, r, None, Realm::DevPlain)
-            },
-        );
+        let plain = future_size(|s: Arc<Shared>, io: tokio::net::TcpStream, r: SocketAddr| {
+            conn::serve(s, io, r, None, Realm::DevPlain)
+        });
         eprintln!("connection future: TLS {tls} bytes, plaintext {plain} bytes");
         assert!(tls <= 3 * 1024, "TLS connection future is {tls} bytes");
-        assert!(plain <= 3 * 1024, "plaintext connection future is {plain} bytes");
+        assert!(
+            plain <= 3 * 1024,
+            "plaintext connection future is {plain} bytes"
+        );
     }
 }

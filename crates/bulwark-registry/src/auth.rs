@@ -1,9 +1,10 @@
 //! Who is calling, proven: operators by bearer token, devices, claims and
-//! services by client certificate, services also by password. The
+//! services by client certificate (devices also by a registered
+//! manufacturer CA's certificate), services also by password. The
 //! constructors are private to this crate.
 
 use bulwark_audit::Actor;
-use bulwark_types::{CertSerial, DeviceId, GroupId, Role, ServiceName};
+use bulwark_types::{CertSerial, DeviceId, GroupId, ManufacturerCaName, Role, ServiceName};
 use time::OffsetDateTime;
 
 use crate::RegistryError;
@@ -30,6 +31,11 @@ pub enum Action {
     ManageSessions,
     /// Read the Prometheus metrics (they reveal fleet activity).
     ReadMetrics,
+    /// Register and remove manufacturer CAs: whatever such a CA signs may
+    /// speak for a device, so this is an admin's decision.
+    ManageManufacturerCas,
+    /// List and show registered manufacturer CAs.
+    ReadManufacturerCas,
 }
 
 impl Action {
@@ -49,6 +55,8 @@ impl Action {
             Self::ManageServices => "manage service principals",
             Self::ManageSessions => "manage MQTT sessions",
             Self::ReadMetrics => "read metrics",
+            Self::ManageManufacturerCas => "manage manufacturer CAs",
+            Self::ReadManufacturerCas => "read manufacturer CAs",
         }
     }
 
@@ -57,10 +65,18 @@ impl Action {
         use Action::*;
         match role {
             Role::Admin => true,
-            Role::Operator => !matches!(self, ManageTokens | ReadAudit | ManageServices),
+            Role::Operator => !matches!(
+                self,
+                ManageTokens | ReadAudit | ManageServices | ManageManufacturerCas
+            ),
             Role::Auditor => matches!(
                 self,
-                ReadGroups | ReadInventory | ReadAudit | ReadPolicies | ReadMetrics
+                ReadGroups
+                    | ReadInventory
+                    | ReadAudit
+                    | ReadPolicies
+                    | ReadMetrics
+                    | ReadManufacturerCas
             ),
             Role::Enroller => matches!(self, ReadGroups | CreateEnrollToken),
         }
@@ -113,11 +129,25 @@ impl Operator {
     }
 }
 
-/// A device authenticated by a certificate Bulwark issued to it.
+/// The certificate a device authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceCredential {
+    /// One Bulwark issued to it.
+    Bulwark(CertSerial),
+    /// One a registered manufacturer CA issued, recorded by its SHA-256
+    /// fingerprint (its serial is the manufacturer's, and may collide).
+    Manufacturer {
+        ca: ManufacturerCaName,
+        fingerprint: String,
+    },
+}
+
+/// A device authenticated by a certificate Bulwark issued to it, or one a
+/// registered manufacturer CA issued.
 #[derive(Debug, Clone)]
 pub struct DeviceIdentity {
     pub(crate) device_id: DeviceId,
-    pub(crate) serial: CertSerial,
+    pub(crate) credential: DeviceCredential,
     pub(crate) not_after: OffsetDateTime,
 }
 
@@ -125,8 +155,16 @@ impl DeviceIdentity {
     pub fn device_id(&self) -> &DeviceId {
         &self.device_id
     }
-    pub fn serial(&self) -> &CertSerial {
-        &self.serial
+    /// The serial of the Bulwark certificate it presented; `None` for a
+    /// manufacturer certificate.
+    pub fn serial(&self) -> Option<&CertSerial> {
+        match &self.credential {
+            DeviceCredential::Bulwark(s) => Some(s),
+            DeviceCredential::Manufacturer { .. } => None,
+        }
+    }
+    pub fn credential(&self) -> &DeviceCredential {
+        &self.credential
     }
     pub fn not_after(&self) -> OffsetDateTime {
         self.not_after
@@ -202,6 +240,8 @@ mod tests {
             (ManageServices, true, false, false, false),
             (ManageSessions, true, true, false, false),
             (ReadMetrics, true, true, true, false),
+            (ManageManufacturerCas, true, false, false, false),
+            (ReadManufacturerCas, true, true, true, false),
         ];
         for (action, admin, operator, auditor, enroller) in table {
             for (role, expect) in [

@@ -206,6 +206,13 @@ impl Registry {
         let actor = Actor::Device {
             device_id: device.device_id.clone(),
         };
+        let Some(old_serial) = device.serial().cloned() else {
+            let e = RegistryError::Unauthenticated(
+                "a device that authenticates with a manufacturer certificate cannot re-enroll"
+                    .into(),
+            );
+            return Err(self.refuse(actor, Some(device.device_id.clone()), e).await);
+        };
         let csr = match csr(csr_der) {
             Ok(c) => c,
             Err(e) => return Err(self.refuse(actor, Some(device.device_id.clone()), e).await),
@@ -218,7 +225,7 @@ impl Registry {
         )?;
         let renewal = Reenrollment {
             device_id: device.device_id.clone(),
-            old_serial: device.serial.clone(),
+            old_serial,
             cert: new_cert(CertKind::Device, device.device_id.as_str(), &cert),
         };
         if let Err(e) = self.store.commit_reenrollment(renewal).await {

@@ -5,7 +5,7 @@
 //! is a bounded broadcast channel: a subscriber that falls behind sees
 //! `Lagged` and must resynchronise from the store; it never grows memory.
 
-use bulwark_types::{CertSerial, DeviceId, DeviceState};
+use bulwark_types::{CertSerial, DeviceId, DeviceState, ManufacturerCaName};
 use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,24 @@ pub enum Event {
     /// A service principal changed or was removed.
     ServiceChanged {
         name: String,
+    },
+    /// A device unknown to the inventory connected with a certificate of a
+    /// registered manufacturer CA and was created (`pending` or `active`).
+    DeviceJitRegistered {
+        device_id: DeviceId,
+        manufacturer_ca: ManufacturerCaName,
+        state: DeviceState,
+    },
+    /// A manufacturer CA was registered: its certificates authenticate
+    /// from now on (the registry's trust snapshot already has it).
+    ManufacturerCaAdded {
+        name: ManufacturerCaName,
+    },
+    /// A manufacturer CA was removed: the sessions of the devices bound to
+    /// it must be cut (the trust snapshot no longer has it).
+    ManufacturerCaRemoved {
+        name: ManufacturerCaName,
+        devices: Vec<DeviceId>,
     },
 }
 

@@ -7,23 +7,30 @@
 //!
 //! Proof types: an [`Operator`] is built only by
 //! [`Registry::authenticate_operator`], a [`ClientIdentity`] only by
-//! [`Registry::identify_client`]. Every state-changing method takes one of
-//! them, so an unauthenticated path does not compile.
+//! [`Registry::identify_client`] (certificates Bulwark issued) and
+//! [`Registry::identify_mqtt_client`] (also devices whose certificate a
+//! registered manufacturer CA issued). Every state-changing method takes
+//! one of them, so an unauthenticated path does not compile.
 
 mod auth;
 mod enroll;
 mod error;
 mod events;
+mod manufacturer;
 mod mqtt;
 mod policy;
 mod registry;
 mod secrets;
 mod service;
 
-pub use auth::{Action, ClaimIdentity, ClientIdentity, DeviceIdentity, Operator, ServiceIdentity};
+pub use auth::{
+    Action, ClaimIdentity, ClientIdentity, DeviceCredential, DeviceIdentity, Operator,
+    ServiceIdentity,
+};
 pub use enroll::Enrolled;
 pub use error::RegistryError;
 pub use events::{Event, EventBus};
+pub use manufacturer::{ManufacturerTrust, TrustedCa};
 pub use mqtt::{DeviceAccess, PolicySource, ServiceAccess};
 pub use policy::{
     builtin_policy, statement_origin, Access, EffectivePolicy, PolicyStored, PolicySubject,

@@ -43,15 +43,20 @@ pub struct DeviceAccess {
     pub documents: Vec<PolicyDocument>,
     /// Where each document came from, in the same order as `documents`.
     pub sources: Vec<PolicySource>,
+    /// False when the device is bound to a manufacturer CA that is no
+    /// longer registered: it holds no certificate the gateway accepts.
+    pub credential_trusted: bool,
 }
 
 impl DeviceAccess {
-    /// Whether the lifecycle state lets the device hold an MQTT session.
+    /// Whether the lifecycle state lets the device hold an MQTT session
+    /// (and its manufacturer CA, if it has one, is still registered).
     pub fn may_connect(&self) -> bool {
-        matches!(
-            self.device.state,
-            DeviceState::Active | DeviceState::Quarantined
-        )
+        self.credential_trusted
+            && matches!(
+                self.device.state,
+                DeviceState::Active | DeviceState::Quarantined
+            )
     }
 
     /// The policy subject: id, group, and labels as `${device.attr.NAME}`.
@@ -132,10 +137,15 @@ impl Registry {
                 .await?;
             parse_stored(attached, &mut documents, &mut sources)?;
         }
+        let credential_trusted = match &device.manufacturer_ca {
+            Some(ca) => self.manufacturer_ca_registered(ca).await?,
+            None => true,
+        };
         Ok(DeviceAccess {
             device,
             documents,
             sources,
+            credential_trusted,
         })
     }
 

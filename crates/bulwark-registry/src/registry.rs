@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use bulwark_audit::{Actor, AuditEvent};
 use bulwark_ca::{Ca, RevokedEntry};
 use bulwark_store::{
-    DeviceFilter, DeviceUpdate, NewDevice, NewEnrollToken, NewGroup, NewOperatorToken, Store,
-    StoreError,
+    CertRecord, DeviceFilter, DeviceUpdate, NewDevice, NewEnrollToken, NewGroup, NewOperatorToken,
+    Store, StoreError,
 };
 use bulwark_types::{
     CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState,
@@ -16,10 +16,12 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::auth::{
-    Action, ClaimIdentity, ClientIdentity, DeviceIdentity, Operator, ServiceIdentity,
+    Action, ClaimIdentity, ClientIdentity, DeviceCredential, DeviceIdentity, Operator,
+    ServiceIdentity,
 };
 use crate::enroll::ClaimLimiters;
 use crate::events::{Event, EventBus};
+use crate::manufacturer::TrustState;
 use crate::secrets::{hash_secret, new_secret, SecretKind};
 use crate::RegistryError;
 
@@ -65,6 +67,8 @@ pub struct Registry {
     pub(crate) claim_limiters: ClaimLimiters,
     crl: tokio::sync::Mutex<Option<CrlCache>>,
     crl_dirty: Mutex<bool>,
+    /// The registered manufacturer CAs (see `manufacturer`).
+    pub(crate) trust: TrustState,
 }
 
 impl Registry {
@@ -77,6 +81,7 @@ impl Registry {
             claim_limiters: ClaimLimiters::default(),
             crl: tokio::sync::Mutex::new(None),
             crl_dirty: Mutex::new(true),
+            trust: TrustState::new(),
         }
     }
 
@@ -160,17 +165,39 @@ impl Registry {
     /// CA. The certificate must be one this server issued (same DER), and
     /// must be unexpired and unrevoked.
     pub async fn identify_client(&self, cert_der: &[u8]) -> Result<ClientIdentity, RegistryError> {
-        let unauth = |m: &str| RegistryError::Unauthenticated(m.to_string());
-        let (_, cert) = X509Certificate::from_der(cert_der)
-            .map_err(|_| unauth("client certificate could not be parsed"))?;
-        let serial = CertSerial::from_bytes(cert.raw_serial())
-            .map_err(|_| unauth("client certificate has an invalid serial"))?;
-        let rec = self
+        match self.our_certificate(cert_der).await? {
+            Some(rec) => self.identify_ours(rec).await,
+            None => Err(RegistryError::Unauthenticated(
+                "client certificate was not issued by this server".into(),
+            )),
+        }
+    }
+
+    /// The record of `cert_der` if this server issued it (same DER).
+    pub(crate) async fn our_certificate(
+        &self,
+        cert_der: &[u8],
+    ) -> Result<Option<CertRecord>, RegistryError> {
+        let (_, cert) = X509Certificate::from_der(cert_der).map_err(|_| {
+            RegistryError::Unauthenticated("client certificate could not be parsed".into())
+        })?;
+        // A serial we could not have issued (zero, over 20 octets) is not ours.
+        let Ok(serial) = CertSerial::from_bytes(cert.raw_serial()) else {
+            return Ok(None);
+        };
+        Ok(self
             .store
             .get_certificate(&serial)
             .await?
-            .filter(|r| r.der == cert_der)
-            .ok_or_else(|| unauth("client certificate was not issued by this server"))?;
+            .filter(|r| r.der == cert_der))
+    }
+
+    pub(crate) async fn identify_ours(
+        &self,
+        rec: CertRecord,
+    ) -> Result<ClientIdentity, RegistryError> {
+        let unauth = |m: &str| RegistryError::Unauthenticated(m.to_string());
+        let serial = rec.info.serial.clone();
         if rec.info.revoked_at.is_some() {
             return Err(unauth(&format!("client certificate {serial} is revoked")));
         }
@@ -181,7 +208,7 @@ impl Registry {
             CertKind::Device => Ok(ClientIdentity::Device(DeviceIdentity {
                 device_id: DeviceId::new(rec.info.subject)
                     .map_err(|_| unauth("certificate subject is not a device id"))?,
-                serial,
+                credential: DeviceCredential::Bulwark(serial),
                 not_after: rec.info.not_after,
             })),
             CertKind::Claim => {

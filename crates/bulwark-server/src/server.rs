@@ -168,22 +168,35 @@ pub async fn run(cfg: Config) -> Result<()> {
         .record_server_certificate(server_cert_record(&cert_der, &cfg.tls_names)?)
         .await?;
     let tls = bulwark_api::server_tls_config(
-        vec![cert_der, ca.issuing_der().to_vec()],
+        vec![cert_der.clone(), ca.issuing_der().to_vec()],
         key_der.to_vec(),
         &[ca.root_der(), ca.issuing_der()],
     )
     .context("cannot build the TLS configuration")?;
 
-    // The gateway: the same certificate; no ALPN (MQTT clients rarely
-    // send one, and one that sends "mqtt" must not be refused).
-    let mut mqtt_tls = (*tls).clone();
-    mqtt_tls.alpn_protocols = Vec::new();
+    // The gateway: the same certificate; client certificates chaining to
+    // Bulwark's CA or to a registered manufacturer CA (followed live).
+    let manufacturer_trust = registry
+        .manufacturer_trust()
+        .await
+        .context("cannot load the registered manufacturer CAs")?;
+    let mqtt_verifier = bulwark_api::LiveClientVerifier::new(
+        &[ca.root_der(), ca.issuing_der()],
+        manufacturer_trust,
+    )
+    .context("cannot build the MQTT client-certificate verifier")?;
+    let mqtt_tls = bulwark_api::mqtt_tls_config(
+        vec![cert_der, ca.issuing_der().to_vec()],
+        key_der.to_vec(),
+        mqtt_verifier.clone(),
+    )
+    .context("cannot build the MQTT TLS configuration")?;
     let mqtt_store = bulwark_store::MqttStore::open(&data_dir.join("mqtt.db"))
         .context("cannot open the MQTT session store")?;
     let gateway = bulwark_gateway::Gateway::new(
         registry.clone(),
         cfg.mqtt_limits.clone(),
-        Arc::new(mqtt_tls),
+        mqtt_tls,
         Some(mqtt_store),
     );
     let restored = gateway
@@ -204,6 +217,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         store.clone(),
         cfg.tls_names.clone(),
         gateway.clone(),
+        mqtt_verifier,
     );
 
     let listener = tokio::net::TcpListener::bind(cfg.api_addr)
@@ -346,12 +360,15 @@ fn shell_quote(s: &str) -> String {
 
 /// SIGHUP rotates the MQTT gateway's server certificate: a new one is
 /// issued and recorded, and new connections get it while open sessions
-/// keep theirs (the API keeps its certificate until restart).
+/// keep theirs (the API keeps its certificate until restart). The new
+/// configuration keeps the live client-certificate verifier, so registered
+/// manufacturer CAs stay trusted.
 fn spawn_tls_rotation(
     ca: Arc<Ca>,
     store: Arc<dyn Store>,
     names: Vec<String>,
     gateway: bulwark_gateway::Gateway,
+    verifier: Arc<bulwark_api::LiveClientVerifier>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -368,14 +385,12 @@ fn spawn_tls_rotation(
                 store
                     .record_server_certificate(server_cert_record(&cert, &names)?)
                     .await?;
-                let config = bulwark_api::server_tls_config(
+                let config = bulwark_api::mqtt_tls_config(
                     vec![cert.clone(), ca.issuing_der().to_vec()],
                     key.to_vec(),
-                    &[ca.root_der(), ca.issuing_der()],
+                    verifier.clone(),
                 )?;
-                let mut config = (*config).clone();
-                config.alpn_protocols = Vec::new();
-                gateway.reload_tls(Arc::new(config));
+                gateway.reload_tls(config);
                 anyhow::Ok(sha256_hex(&cert))
             }
             .await;

@@ -263,6 +263,17 @@ fn claim_csr_pem() -> String {
         .unwrap()
 }
 
+/// A self-signed CA certificate, PEM, as a manufacturer would register it.
+fn manufacturer_ca_pem() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Acme Devices CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).unwrap().pem()
+}
+
 #[test]
 fn every_mutating_endpoint_refuses_the_roles_the_matrix_forbids() {
     let server = Server::start(NO_LIMITS);
@@ -290,6 +301,7 @@ fn every_mutating_endpoint_refuses_the_roles_the_matrix_forbids() {
 
         let op: &[&str] = &["operator"];
         let claim = json!({"group": "g", "csr_pem": claim_csr_pem()});
+        let manufacturer = json!({"name": "acme", "certificate_pem": manufacturer_ca_pem()});
         #[rustfmt::skip]
         let rows: Vec<Row> = vec![
             (Method::POST, "/v1/devices".into(), Some(json!({"id": "d2", "group": "g"})),
@@ -307,6 +319,8 @@ fn every_mutating_endpoint_refuses_the_roles_the_matrix_forbids() {
             (Method::POST, format!("/v1/certificates/{serial}/revoke"),
                 Some(json!({"reason": "key_compromise"})), "revoke certificates", op, 200),
             (Method::POST, "/v1/claims".into(), Some(claim), "manage claim certificates", op, 201),
+            (Method::POST, "/v1/manufacturer-cas".into(), Some(manufacturer),
+                "manage manufacturer CAs", &[], 201),
             (Method::POST, "/v1/tokens".into(), Some(json!({"name": "n", "role": "admin"})),
                 "manage operator tokens", &[], 201),
             (Method::POST, format!("/v1/tokens/{victim}/revoke"), None,
@@ -791,6 +805,7 @@ fn openapi_document_describes_every_route() {
             ("/v1/devices", "post"),
             ("/v1/devices/{id}", "get"),
             ("/v1/devices/{id}", "patch"),
+            ("/v1/devices/{id}/activate", "post"),
             ("/v1/devices/{id}/quarantine", "post"),
             ("/v1/devices/{id}/release", "post"),
             ("/v1/devices/{id}/decommission", "post"),
@@ -826,6 +841,10 @@ fn openapi_document_describes_every_route() {
             ("/v1/services/{service}/effective-policy", "get"),
             ("/v1/services/{service}/policies/{name}", "put"),
             ("/v1/services/{service}/policies/{name}", "delete"),
+            ("/v1/manufacturer-cas", "get"),
+            ("/v1/manufacturer-cas", "post"),
+            ("/v1/manufacturer-cas/{name}", "get"),
+            ("/v1/manufacturer-cas/{name}", "delete"),
             ("/v1/mqtt/sessions", "get"),
             ("/v1/mqtt/sessions/{client_id}", "delete"),
             ("/metrics", "get"),

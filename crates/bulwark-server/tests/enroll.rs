@@ -121,6 +121,7 @@ fn token_enrollment_and_every_token_refusal() {
                 group: GroupId::new("plant-b").unwrap(),
                 labels: Default::default(),
                 hardware_model: None,
+                manufacturer_ca: None,
             })
             .await
             .unwrap();

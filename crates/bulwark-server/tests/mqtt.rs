@@ -146,6 +146,36 @@ fn certificate_of_another_ca_fails_the_handshake() {
     });
 }
 
+/// The gateway remembers client certificates whose chain verified; a
+/// certificate it has seen must still come with its private key.
+#[test]
+fn a_known_certificate_without_its_key_fails_the_handshake() {
+    let server = Server::start("");
+    rt().block_on(async {
+        let d1 = enroll(&server, "lab", "d1").await;
+        let d2 = enroll(&server, "lab", "d2").await;
+        // d1's certificate verifies (and is remembered).
+        let mut r = Raw::device(&server, &d1).await;
+        r.send(&Packet::Disconnect(Default::default())).await;
+        // d1's certificate with d2's key: CertificateVerify fails.
+        let stolen = common::mqtt::Creds {
+            key_der: d2.key_der.clone(),
+            ..d1.clone()
+        };
+        for _ in 0..2 {
+            if let Ok(mut r) = Raw::tls(&server, Some(&stolen)).await {
+                let ack = r.handshake(connect_packet(ProtocolVersion::V5, "d1")).await;
+                assert!(
+                    ack.is_none(),
+                    "a certificate without its key got a CONNACK: {ack:?}"
+                );
+            }
+        }
+        // The rightful owner still connects.
+        let _ = Raw::device(&server, &d1).await;
+    });
+}
+
 #[test]
 fn policy_is_enforced_on_subscribe_and_publish() {
     let server = Server::start("");

@@ -40,6 +40,13 @@ pub enum StoreError {
     AlreadyRevoked(String),
     #[error("operator token {0} is already revoked")]
     TokenAlreadyRevoked(String),
+    /// The request conflicts with what exists; the message says how.
+    #[error("{0}")]
+    Conflict(String),
+    /// A manufacturer certificate may not speak for this device, or a
+    /// device bound to a manufacturer CA may not enroll otherwise.
+    #[error("{0}")]
+    ManufacturerBinding(String),
     #[error("policy {policy} is attached to {attachments}; detach it first")]
     PolicyInUse { policy: String, attachments: String },
     #[error("the store is shutting down")]

@@ -21,15 +21,17 @@ use async_trait::async_trait;
 use bulwark_audit::{Actor, AuditEvent, Checkpoint, Entry};
 use bulwark_types::{
     CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState, EnrollToken,
-    Group, OperatorToken, PolicyName, PolicySummary, PolicyTarget, RevocationReason, Service,
-    ServiceName,
+    Group, ManufacturerCaName, OperatorToken, PolicyName, PolicySummary, PolicyTarget,
+    RevocationReason, Service, ServiceName,
 };
 
 pub use error::StoreError;
 pub use model::{
-    CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment, NewCert, NewClaim, NewDevice,
-    NewEnrollToken, NewGroup, NewOperatorToken, NewPolicyVersion, NewService, PolicyRecord,
-    PolicyWrite, Reenrollment, RevokedCert, ServiceRecord, StoredPolicy, TokenHash, Transition,
+    BindKind, Bound, CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment,
+    ManufacturerBinding, ManufacturerCaRecord, ManufacturerCertRecord, NewCert, NewClaim,
+    NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion,
+    NewService, PolicyRecord, PolicyWrite, Reenrollment, RevokedCert, ServiceRecord, StoredPolicy,
+    TokenHash, Transition,
 };
 pub use mqtt::{
     MqttOp, MqttSnapshot, MqttStore, MqttStoreStats, StoredMessage, StoredRetained, StoredSession,
@@ -60,9 +62,11 @@ pub trait Store: Send + Sync + 'static {
     /// a no-op for an unknown device.
     async fn record_seen(&self, id: &DeviceId, at: time::OffsetDateTime) -> Result<()>;
     async fn list_devices(&self, filter: DeviceFilter) -> Result<Vec<Device>>;
-    /// Moves a device through its lifecycle at an operator's request (never
-    /// `pending -> active`: only enrollment does that); decommissioning
-    /// revokes every certificate of the device in the same transaction.
+    /// Moves a device through its lifecycle at an operator's request
+    /// (`pending -> active` only for a device that holds a live
+    /// manufacturer certificate: otherwise enrollment does that);
+    /// decommissioning revokes every certificate of the device (its
+    /// manufacturer certificates included) in the same transaction.
     async fn transition_device(
         &self,
         id: DeviceId,
@@ -156,6 +160,44 @@ pub trait Store: Send + Sync + 'static {
         cert: NewCert,
         actor: Actor,
     ) -> Result<()>;
+
+    // --- manufacturer CAs ---------------------------------------------------
+    /// Registers a manufacturer CA (or re-registers a removed one under its
+    /// old name); a name or certificate already in use is a `Conflict`.
+    async fn create_manufacturer_ca(
+        &self,
+        ca: NewManufacturerCa,
+        actor: Actor,
+    ) -> Result<ManufacturerCaRecord>;
+    /// Registered (not removed) manufacturer CAs, by name.
+    async fn list_manufacturer_cas(&self) -> Result<Vec<ManufacturerCaRecord>>;
+    async fn get_manufacturer_ca(
+        &self,
+        name: &ManufacturerCaName,
+    ) -> Result<Option<ManufacturerCaRecord>>;
+    /// Removes a manufacturer CA (its name stays reserved for its
+    /// certificate); returns it and the devices bound to it.
+    async fn delete_manufacturer_ca(
+        &self,
+        name: ManufacturerCaName,
+        actor: Actor,
+    ) -> Result<(ManufacturerCaRecord, Vec<DeviceId>)>;
+    /// A recorded manufacturer certificate, by SHA-256 fingerprint (hex).
+    async fn get_manufacturer_certificate(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<ManufacturerCertRecord>>;
+    /// Binds a manufacturer certificate to the device its CN names,
+    /// creating the device just in time if asked, atomically: refused with
+    /// `ManufacturerBinding` if the device is not bound to that CA,
+    /// `NotFound` if the CA is no longer registered (or the device is
+    /// unknown and no JIT was asked), `CertificateRevoked`, `DeviceState`
+    /// for a decommissioned device.
+    async fn bind_manufacturer_certificate(
+        &self,
+        binding: ManufacturerBinding,
+        actor: Actor,
+    ) -> Result<Bound>;
 
     // --- audit ------------------------------------------------------------
     /// Appends a security event that changes no other state.

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use bulwark_audit::Actor;
 use bulwark_types::{
-    CertKind, CertSerial, DeviceId, DeviceState, GroupId, PolicyName, PolicySummary, PolicyVersion,
+    CertKind, CertSerial, DeviceId, DeviceState, GroupId, JitMode, ManufacturerCa,
+    ManufacturerCaName, ManufacturerCertificate, PolicyName, PolicySummary, PolicyVersion,
     RevocationReason, Role, Service, ServiceName,
 };
 use time::OffsetDateTime;
@@ -24,6 +25,10 @@ pub struct NewDevice {
     pub group: GroupId,
     pub labels: BTreeMap<String, String>,
     pub hardware_model: Option<String>,
+    /// Bind the device to this registered manufacturer CA: it will
+    /// authenticate with that CA's certificates (and becomes active with
+    /// the first one).
+    pub manufacturer_ca: Option<ManufacturerCaName>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -182,4 +187,72 @@ pub struct NewService {
 pub struct ServiceRecord {
     pub service: Service,
     pub password_hash: Option<String>,
+}
+
+/// A manufacturer CA to register. The registry has validated the
+/// certificate.
+#[derive(Debug, Clone)]
+pub struct NewManufacturerCa {
+    pub name: ManufacturerCaName,
+    /// SHA-256 (hex) of `der`.
+    pub fingerprint: String,
+    /// RFC 4514 rendering of the subject.
+    pub subject: String,
+    pub der: Vec<u8>,
+    pub group: Option<GroupId>,
+    pub jit: JitMode,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+/// A registered manufacturer CA with its certificate.
+#[derive(Debug, Clone)]
+pub struct ManufacturerCaRecord {
+    pub ca: ManufacturerCa,
+    pub der: Vec<u8>,
+}
+
+/// A manufacturer certificate as recorded, with the device it is bound to.
+#[derive(Debug, Clone)]
+pub struct ManufacturerCertRecord {
+    pub cert: ManufacturerCertificate,
+    pub device_id: DeviceId,
+}
+
+/// A manufacturer certificate to bind to the device its CN names, checked
+/// by the registry (signature, validity, CN).
+#[derive(Debug, Clone)]
+pub struct ManufacturerBinding {
+    pub device_id: DeviceId,
+    pub manufacturer_ca: ManufacturerCaName,
+    /// The CA the registry verified the certificate with: the binding is
+    /// refused if the name now stands for another certificate (or none).
+    pub ca_fingerprint: String,
+    /// SHA-256 (hex) of the device certificate.
+    pub fingerprint: String,
+    pub serial: String,
+    pub subject: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// Create an unknown device just in time, in this group and state;
+    /// `None` refuses an unknown device.
+    pub jit: Option<(GroupId, DeviceState)>,
+}
+
+/// What binding a manufacturer certificate did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindKind {
+    /// The certificate was bound already; nothing was written.
+    Known,
+    /// A new certificate for a device bound to the CA (its first, for a
+    /// pre-registered device, which this activates; or a re-provisioned one).
+    Added { activated: bool },
+    /// The device was created just in time.
+    Registered,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub device: bulwark_types::Device,
+    pub kind: BindKind,
 }

@@ -116,6 +116,13 @@ id_type!(
     "service name",
     64
 );
+id_type!(
+    /// The name under which an operator registered a manufacturer CA (it
+    /// appears in URLs, audit entries and the devices bound to it).
+    ManufacturerCaName,
+    "manufacturer CA name",
+    64
+);
 
 #[cfg(test)]
 mod tests {

@@ -9,12 +9,14 @@ mod lifecycle;
 mod role;
 mod serial;
 
-pub use ids::{DeviceId, GroupId, IdError, Label, PolicyName, ServiceName};
+pub use ids::{DeviceId, GroupId, IdError, Label, ManufacturerCaName, PolicyName, ServiceName};
 pub use lifecycle::{DeviceState, RevocationReason, TransitionError};
 pub use role::Role;
 pub use serial::{CertSerial, SerialError};
+mod manufacturer;
 mod records;
 
+pub use manufacturer::{JitMode, ManufacturerCa, ManufacturerCertificate};
 pub use records::{
     CertKind, Certificate, Claim, Device, DeviceDetail, EnrollToken, Group, OperatorToken,
     PolicySummary, PolicyTarget, PolicyVersion, Service,

@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::{
-    CertSerial, DeviceId, DeviceState, GroupId, PolicyName, RevocationReason, Role, ServiceName,
+    CertSerial, DeviceId, DeviceState, GroupId, ManufacturerCaName, ManufacturerCertificate,
+    PolicyName, RevocationReason, Role, ServiceName,
 };
 
 /// A device in the inventory.
@@ -34,6 +35,12 @@ pub struct Device {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen_at: Option<OffsetDateTime>,
+    /// The manufacturer CA the device is bound to: it authenticates with
+    /// certificates that CA issued, never with one of Bulwark's. Absent for
+    /// a device enrolled through Bulwark's own CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub manufacturer_ca: Option<ManufacturerCaName>,
 }
 
 /// A device with its certificate history, newest first.
@@ -42,6 +49,9 @@ pub struct DeviceDetail {
     #[serde(flatten)]
     pub device: Device,
     pub certificates: Vec<Certificate>,
+    /// Certificates of its manufacturer CA it connected with, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manufacturer_certificates: Vec<ManufacturerCertificate>,
 }
 
 /// What a certificate identifies.

@@ -58,7 +58,9 @@ pub(crate) async fn list_devices(
     Ok(Json(s.registry.list_devices(&op, filter).await?))
 }
 
-/// Pre-register a device (state `pending`).
+/// Pre-register a device (state `pending`). With `manufacturer_ca`, the
+/// device is bound to that registered manufacturer CA: it authenticates
+/// with that CA's certificates and becomes active with the first one.
 #[utoipa::path(post, path = "/v1/devices", tag = "devices", request_body = CreateDevice,
     responses((status = 201, body = Device)), security(("bearer" = [])))]
 pub(crate) async fn create_device(
@@ -75,6 +77,7 @@ pub(crate) async fn create_device(
                 group: b.group,
                 labels: b.labels,
                 hardware_model: b.hardware_model,
+                manufacturer_ca: b.manufacturer_ca,
             },
         )
         .await?;
@@ -143,6 +146,32 @@ async fn lifecycle(
         }
     }
     Ok(Json(s.registry.transition(&op, device_id(id)?, to).await?))
+}
+
+/// Activate a pending device that connected with a manufacturer CA's
+/// certificate and was registered just in time as `pending`
+/// (pending -> active). Any other pending device becomes active only by
+/// enrolling.
+#[utoipa::path(post, path = "/v1/devices/{id}/activate", tag = "devices",
+    request_body(content = LifecycleAction, description = "optional"),
+    responses((status = 200, body = Device), (status = 409, description = "invalid transition")),
+    security(("bearer" = [])))]
+pub(crate) async fn activate(
+    State(s): State<Arc<AppState>>,
+    Authed(op): Authed,
+    Path(id): Path<String>,
+    body: OptionalJson<LifecycleAction>,
+) -> Result<Json<Device>, ApiError> {
+    let id = device_id(id)?;
+    let current = s.registry.get_device(&op, &id).await?.device.state;
+    if current != DeviceState::Pending {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid-transition",
+            format!("device {id} is {current}; only a pending device can be activated"),
+        ));
+    }
+    lifecycle(s, op, id.to_string(), DeviceState::Active, body).await
 }
 
 /// Quarantine a device (active -> quarantined).

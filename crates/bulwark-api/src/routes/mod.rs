@@ -5,6 +5,7 @@ mod ca;
 mod devices;
 mod est;
 mod fleet;
+mod manufacturer;
 mod mqtt;
 mod policies;
 mod services;
@@ -26,6 +27,7 @@ pub(crate) use ca::*;
 pub(crate) use devices::*;
 pub(crate) use est::*;
 pub(crate) use fleet::*;
+pub(crate) use manufacturer::*;
 pub(crate) use mqtt::*;
 pub(crate) use policies::*;
 pub(crate) use services::*;
@@ -40,6 +42,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/ca/crl.pem", get(crl_pem))
         .route("/devices", get(list_devices).post(create_device))
         .route("/devices/{id}", get(get_device).patch(update_device))
+        .route("/devices/{id}/activate", post(activate))
         .route("/devices/{id}/quarantine", post(quarantine))
         .route("/devices/{id}/release", post(release))
         .route("/devices/{id}/decommission", post(decommission))
@@ -55,6 +58,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/policies", get(list_policies).post(put_policy))
         .route("/policies/test", post(test_policy))
         .route("/policies/{name}", get(get_policy).delete(delete_policy))
+        .route(
+            "/manufacturer-cas",
+            get(list_manufacturer_cas).post(create_manufacturer_ca),
+        )
+        .route(
+            "/manufacturer-cas/{name}",
+            get(get_manufacturer_ca).delete(delete_manufacturer_ca),
+        )
         .route("/services", get(list_services).post(create_service))
         .route("/services/{service}", delete(delete_service))
         .route("/services/{service}/certificate", post(service_certificate))

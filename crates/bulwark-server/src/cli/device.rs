@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use bulwark_api_types::{CreateDevice, LifecycleAction};
 use bulwark_client::LifecycleVerb;
-use bulwark_types::{Certificate, Device, DeviceId, DeviceState, GroupId, Label};
+use bulwark_types::{
+    Certificate, Device, DeviceId, DeviceState, GroupId, Label, ManufacturerCaName,
+    ManufacturerCertificate,
+};
 
 use super::output::{emit, emit_json, key_values, opt, opt_ts, ts, Table};
 use super::{cert, Ctx};
@@ -42,7 +45,14 @@ enum DeviceSub {
     },
     /// Pre-register a device (state pending) so it can enroll.
     ///
+    /// With --manufacturer-ca the device is bound to that registered
+    /// manufacturer CA instead: it authenticates with certificates that CA
+    /// issued (CN = the device id) and becomes active with the first one,
+    /// even when the CA does not register devices just in time.
+    ///
     /// Example: bulwark device create sensor-01 --group floor-3 --label site=plant-a --label rack=7
+    ///
+    /// Example: bulwark device create acme-0042 --group sensors --manufacturer-ca acme
     Create {
         /// The device id: letters, digits, '.', '_' and '-'; it becomes the certificate CN.
         id: DeviceId,
@@ -55,7 +65,17 @@ enum DeviceSub {
         /// The hardware model, free text.
         #[arg(long, value_name = "MODEL")]
         hardware_model: Option<String>,
+        /// Bind the device to this registered manufacturer CA.
+        #[arg(long, value_name = "NAME")]
+        manufacturer_ca: Option<ManufacturerCaName>,
     },
+    /// Activate a pending device that a manufacturer CA's certificate
+    /// registered just in time (`bulwark manufacturer-ca add --jit pending`).
+    ///
+    /// Other pending devices become active by enrolling.
+    ///
+    /// Example: bulwark device activate acme-0042 --reason "serial checked against the delivery note"
+    Activate(Lifecycle),
     /// Contain a device: it may then reach only remediation topics.
     ///
     /// Example: bulwark device quarantine sensor-01 --reason "beaconing to unknown host"
@@ -99,6 +119,10 @@ pub(super) async fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 let mut text = device_kv(&detail.device);
                 text.push('\n');
                 text.push_str(&certificates_block(&detail.certificates));
+                if !detail.manufacturer_certificates.is_empty() {
+                    text.push('\n');
+                    text.push_str(&manufacturer_block(&detail.manufacturer_certificates));
+                }
                 if let Some(c) = &detail.mqtt {
                     text.push('\n');
                     text.push_str(&super::mqtt::counters_block(c));
@@ -111,12 +135,14 @@ pub(super) async fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             group,
             labels,
             hardware_model,
+            manufacturer_ca,
         } => {
             let req = CreateDevice {
                 id,
                 group,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                 hardware_model,
+                manufacturer_ca,
             };
             let device = ctx.client.create_device(&req).await?;
             if ctx.json() {
@@ -125,6 +151,7 @@ pub(super) async fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 emit(&device_kv(&device))?;
             }
         }
+        DeviceSub::Activate(l) => move_device(ctx, LifecycleVerb::Activate, l).await?,
         DeviceSub::Quarantine(l) => move_device(ctx, LifecycleVerb::Quarantine, l).await?,
         DeviceSub::Release(l) => move_device(ctx, LifecycleVerb::Release, l).await?,
         DeviceSub::Decommission(l) => decommission(ctx, l).await?,
@@ -155,29 +182,54 @@ async fn decommission(ctx: &Ctx, l: Lifecycle) -> anyhow::Result<()> {
         .filter(|c| c.revoked_at.is_none())
         .map(|c| c.serial.clone())
         .collect();
-    let revoked: Vec<Certificate> = match ctx.client.get_device(&l.id).await {
-        Ok(after) => after
-            .certificates
-            .into_iter()
-            .filter(|c| c.revoked_at.is_some() && was_valid.contains(&c.serial))
-            .collect(),
+    let was_valid_mfr: BTreeSet<_> = before
+        .manufacturer_certificates
+        .iter()
+        .filter(|c| c.revoked_at.is_none())
+        .map(|c| c.fingerprint_sha256.clone())
+        .collect();
+    let (revoked, revoked_mfr): (Vec<Certificate>, Vec<ManufacturerCertificate>) = match ctx
+        .client
+        .get_device(&l.id)
+        .await
+    {
+        Ok(after) => (
+            after
+                .certificates
+                .into_iter()
+                .filter(|c| c.revoked_at.is_some() && was_valid.contains(&c.serial))
+                .collect(),
+            after
+                .manufacturer_certificates
+                .into_iter()
+                .filter(|c| c.revoked_at.is_some() && was_valid_mfr.contains(&c.fingerprint_sha256))
+                .collect(),
+        ),
         Err(err) => {
             // The decommission happened; only the report is degraded.
             eprintln!(
-                "warning: cannot re-read {} after decommissioning ({err}); listing the certificates that were valid before",
-                l.id
-            );
-            before
-                .certificates
-                .into_iter()
-                .filter(|c| c.revoked_at.is_none())
-                .collect()
+                    "warning: cannot re-read {} after decommissioning ({err}); listing the certificates that were valid before",
+                    l.id
+                );
+            (
+                before
+                    .certificates
+                    .into_iter()
+                    .filter(|c| c.revoked_at.is_none())
+                    .collect(),
+                before
+                    .manufacturer_certificates
+                    .into_iter()
+                    .filter(|c| c.revoked_at.is_none())
+                    .collect(),
+            )
         }
     };
     if ctx.json() {
         emit_json(&serde_json::json!({
             "device": device,
             "revoked_certificates": revoked,
+            "revoked_manufacturer_certificates": revoked_mfr,
         }))?;
         return Ok(());
     }
@@ -185,15 +237,24 @@ async fn decommission(ctx: &Ctx, l: Lifecycle) -> anyhow::Result<()> {
         "decommissioned {} (was {})\n",
         device.id, before.device.state
     );
-    if revoked.is_empty() {
+    if revoked.is_empty() && revoked_mfr.is_empty() {
         text.push_str("no certificate needed revoking\n");
-    } else {
+    }
+    if !revoked.is_empty() {
         let n = revoked.len();
         text.push_str(&format!(
             "revoked {n} certificate{}:\n",
             if n == 1 { "" } else { "s" }
         ));
         text.push_str(&cert::certificate_table(&revoked));
+    }
+    if !revoked_mfr.is_empty() {
+        let n = revoked_mfr.len();
+        text.push_str(&format!(
+            "revoked {n} manufacturer certificate{}:\n",
+            if n == 1 { "" } else { "s" }
+        ));
+        text.push_str(&manufacturer_table(&revoked_mfr));
     }
     emit(&text)?;
     Ok(())
@@ -234,7 +295,27 @@ fn device_kv(d: &Device) -> String {
         ("created", ts(d.created_at)),
         ("enrolled", opt_ts(d.enrolled_at)),
         ("last seen", opt_ts(d.last_seen_at)),
+        ("manufacturer CA", opt(d.manufacturer_ca.as_ref())),
     ])
+}
+
+fn manufacturer_block(certs: &[ManufacturerCertificate]) -> String {
+    format!("manufacturer certificates:\n{}", manufacturer_table(certs))
+}
+
+fn manufacturer_table(certs: &[ManufacturerCertificate]) -> String {
+    let mut t = Table::new(&["SHA256", "CA", "SERIAL", "NOT AFTER", "BOUND", "REVOKED"]);
+    for c in certs {
+        t.row(vec![
+            c.fingerprint_sha256.chars().take(16).collect(),
+            c.manufacturer_ca.to_string(),
+            c.serial.clone(),
+            ts(c.not_after),
+            ts(c.bound_at),
+            opt_ts(c.revoked_at),
+        ]);
+    }
+    t.render()
 }
 
 fn certificates_block(certs: &[Certificate]) -> String {

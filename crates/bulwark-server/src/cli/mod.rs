@@ -20,6 +20,7 @@ mod device;
 mod duration;
 mod enroll_token;
 mod group;
+mod manufacturer_ca;
 mod mqtt;
 mod output;
 mod policy;
@@ -38,6 +39,7 @@ pub use claim::ClaimCmd;
 pub use device::DeviceCmd;
 pub use enroll_token::EnrollTokenCmd;
 pub use group::GroupCmd;
+pub use manufacturer_ca::ManufacturerCaCmd;
 pub use mqtt::MqttCmd;
 pub use output::OutputFormat;
 pub use policy::PolicyCmd;
@@ -47,7 +49,7 @@ pub use token::TokenCmd;
 /// The commands that talk to a running server's operator API.
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
-    /// List, show, register, quarantine, release and decommission devices.
+    /// List, show, register, activate, quarantine, release and decommission devices.
     ///
     /// Example: bulwark device ls --state quarantined
     Device(DeviceCmd),
@@ -77,6 +79,12 @@ pub enum ClientCommand {
     ///
     /// Example: bulwark policy test --device door-17 --action publish --topic devices/door-17/state
     Policy(PolicyCmd),
+    /// Register, list, show and remove manufacturer CAs: the MQTT gateway
+    /// accepts device certificates they issued (CN = device id) and can
+    /// register unknown devices just in time.
+    ///
+    /// Example: bulwark manufacturer-ca add acme-ca.pem --name acme --group sensors --jit pending
+    ManufacturerCa(ManufacturerCaCmd),
     /// Create, list and delete service principals (backend applications)
     /// and issue their certificates.
     ///
@@ -188,6 +196,7 @@ async fn dispatch(cmd: ClientCommand, opts: &ClientOpts) -> anyhow::Result<ExitC
         ClientCommand::Token(c) => token::run(c, &ctx).await,
         ClientCommand::Policy(c) => policy::run(c, &ctx).await,
         ClientCommand::Service(c) => service::run(c, &ctx).await,
+        ClientCommand::ManufacturerCa(c) => manufacturer_ca::run(c, &ctx).await,
         ClientCommand::Audit(c) => audit::run(c, &ctx).await,
         ClientCommand::Mqtt(c) => mqtt::run(c, &ctx).await,
         ClientCommand::Metrics => mqtt::metrics(&ctx).await,

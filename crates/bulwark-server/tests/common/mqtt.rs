@@ -98,17 +98,26 @@ fn tls_config(ca: &Path, creds: Option<&Creds>) -> Arc<rustls::ClientConfig> {
         roots.add(CertificateDer::from(der)).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let b = rustls::ClientConfig::builder_with_provider(provider)
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
     let cfg = match creds {
-        Some(c) => b
-            .with_client_auth_cert(
+        // No check that the key goes with the certificate: a test may
+        // present someone else's certificate with its own key.
+        Some(c) => {
+            let key = provider
+                .key_provider
+                .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                    c.key_der.clone(),
+                )))
+                .unwrap();
+            let certified = rustls::sign::CertifiedKey::new(
                 vec![CertificateDer::from(c.cert_der.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key_der.clone())),
-            )
-            .unwrap(),
+                key,
+            );
+            b.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)))
+        }
         None => b.with_no_client_auth(),
     };
     Arc::new(cfg)

@@ -4,18 +4,19 @@ use async_trait::async_trait;
 use bulwark_audit::{Actor, AuditEvent, Checkpoint, EnrollMethod, Entry};
 use bulwark_types::{
     CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState,
-    EnrollToken, Group, OperatorToken, PolicyName, PolicySummary, PolicyTarget, RevocationReason,
-    Service, ServiceName,
+    EnrollToken, Group, ManufacturerCaName, OperatorToken, PolicyName, PolicySummary, PolicyTarget,
+    RevocationReason, Service, ServiceName,
 };
 use rusqlite::{params, OptionalExtension};
 
-use super::policies;
 use super::rows::{self, ms};
 use super::writer::{rfc3339, WriteTx};
 use super::{audit_entry, read_checkpoints, SqliteStore};
+use super::{manufacturer, policies};
 use crate::{
-    CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment, NewCert, NewClaim, NewDevice,
-    NewEnrollToken, NewGroup, NewOperatorToken, NewPolicyVersion, NewService, PolicyRecord,
+    Bound, CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment, ManufacturerBinding,
+    ManufacturerCaRecord, ManufacturerCertRecord, NewCert, NewClaim, NewDevice, NewEnrollToken,
+    NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion, NewService, PolicyRecord,
     PolicyWrite, Reenrollment, Result, RevokedCert, ServiceRecord, Store, StoreError, StoredPolicy,
     TokenHash, Transition,
 };
@@ -156,19 +157,28 @@ impl Store for SqliteStore {
     async fn create_device(&self, d: NewDevice, actor: Actor) -> Result<Device> {
         self.write(move |tx| {
             require_group(tx, d.group.as_str())?;
+            if let Some(ca) = &d.manufacturer_ca {
+                if manufacturer::get_ca(tx.conn, ca.as_str())?.is_none() {
+                    return Err(StoreError::NotFound {
+                        what: "manufacturer CA",
+                    });
+                }
+            }
             let labels = serde_json::to_string(&d.labels).map_err(StoreError::internal)?;
             let n = tx
                 .conn
                 .prepare_cached(
-                    "INSERT INTO devices (id, group_name, state, labels, hardware_model, created_at) \
-                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+                    "INSERT INTO devices (id, group_name, state, labels, hardware_model, \
+                     created_at, manufacturer_ca) VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6) \
+                     ON CONFLICT(id) DO NOTHING",
                 )?
                 .execute(params![
                     d.id.as_str(),
                     d.group.as_str(),
                     labels,
                     d.hardware_model,
-                    ms(tx.now)
+                    ms(tx.now),
+                    d.manufacturer_ca.as_ref().map(|c| c.as_str()),
                 ])?;
             if n == 0 {
                 return Err(StoreError::AlreadyExists { what: "device" });
@@ -178,6 +188,7 @@ impl Store for SqliteStore {
                 &AuditEvent::DeviceRegistered {
                     device_id: d.id.clone(),
                     group: d.group.clone(),
+                    manufacturer_ca: d.manufacturer_ca.clone(),
                 },
             )?;
             load_device(tx, &d.id)
@@ -240,9 +251,11 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let certificates = rows::device_certs(c, id.as_str())?;
+            let manufacturer_certificates = manufacturer::device_certs(c, id.as_str())?;
             Ok(Some(DeviceDetail {
                 device,
                 certificates,
+                manufacturer_certificates,
             }))
         })
         .await
@@ -280,7 +293,19 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let dev = load_device(tx, &id)?;
             let from = dev.state;
-            from.operator_transition(to)?;
+            // A device that holds a manufacturer certificate (registered
+            // just in time, pending) has its certificate: an operator may
+            // activate it. Any other pending device becomes active only by
+            // enrolling.
+            let activation = from == DeviceState::Pending && to == DeviceState::Active;
+            if activation && manufacturer::holds_live_cert(tx.conn, id.as_str())? {
+                from.transition(to)?;
+                tx.conn
+                    .prepare_cached("UPDATE devices SET enrolled_at = ?2 WHERE id = ?1")?
+                    .execute(params![id.as_str(), ms(tx.now)])?;
+            } else {
+                from.operator_transition(to)?;
+            }
             tx.conn
                 .prepare_cached("UPDATE devices SET state = ?2 WHERE id = ?1")?
                 .execute(params![id.as_str(), to.as_str()])?;
@@ -307,6 +332,12 @@ impl Store for SqliteStore {
                     revoke_in(tx, &serial, RevocationReason::CessationOfOperation, &actor)?;
                     revoked.push(serial);
                 }
+                manufacturer::revoke_device_certs(
+                    tx,
+                    &id,
+                    RevocationReason::CessationOfOperation,
+                    &actor,
+                )?;
             }
             Ok(Transition {
                 from,
@@ -714,6 +745,55 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_manufacturer_ca(
+        &self,
+        ca: NewManufacturerCa,
+        actor: Actor,
+    ) -> Result<ManufacturerCaRecord> {
+        self.write(move |tx| manufacturer::create_ca(tx, ca, &actor))
+            .await
+    }
+
+    async fn list_manufacturer_cas(&self) -> Result<Vec<ManufacturerCaRecord>> {
+        self.read(manufacturer::list_cas).await
+    }
+
+    async fn get_manufacturer_ca(
+        &self,
+        name: &ManufacturerCaName,
+    ) -> Result<Option<ManufacturerCaRecord>> {
+        let name = name.clone();
+        self.read(move |c| manufacturer::get_ca(c, name.as_str()))
+            .await
+    }
+
+    async fn delete_manufacturer_ca(
+        &self,
+        name: ManufacturerCaName,
+        actor: Actor,
+    ) -> Result<(ManufacturerCaRecord, Vec<DeviceId>)> {
+        self.write(move |tx| manufacturer::delete_ca(tx, name, &actor))
+            .await
+    }
+
+    async fn get_manufacturer_certificate(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<ManufacturerCertRecord>> {
+        let fingerprint = fingerprint.to_owned();
+        self.read(move |c| manufacturer::get_cert(c, &fingerprint))
+            .await
+    }
+
+    async fn bind_manufacturer_certificate(
+        &self,
+        binding: ManufacturerBinding,
+        actor: Actor,
+    ) -> Result<Bound> {
+        self.write(move |tx| manufacturer::bind(tx, binding, &actor))
+            .await
+    }
+
     async fn append_audit(&self, actor: Actor, event: AuditEvent) -> Result<u64> {
         self.write(move |tx| tx.audit(&actor, &event)).await
     }
@@ -781,6 +861,16 @@ fn enroll_in(tx: &mut WriteTx<'_>, e: Enrollment) -> Result<Device> {
         }
     }
     match rows::get_device(tx.conn, e.device_id.as_str())? {
+        Some(Device {
+            manufacturer_ca: Some(ca),
+            ..
+        }) => {
+            return Err(StoreError::ManufacturerBinding(format!(
+                "device {} is bound to manufacturer CA {ca}; it authenticates with that CA's \
+                 certificates and cannot enroll",
+                e.device_id
+            )))
+        }
         Some(d) if d.group != e.group => {
             return Err(StoreError::GroupMismatch {
                 device: d.id.to_string(),

@@ -2,7 +2,7 @@
 
 use bulwark_types::{
     CertKind, CertSerial, Certificate, Claim, Device, DeviceId, DeviceState, EnrollToken, GroupId,
-    OperatorToken, RevocationReason, Role,
+    ManufacturerCaName, OperatorToken, RevocationReason, Role,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row};
@@ -19,11 +19,14 @@ pub(crate) fn from_ms(v: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn opt_time(v: Option<i64>) -> Option<OffsetDateTime> {
+pub(crate) fn opt_time(v: Option<i64>) -> Option<OffsetDateTime> {
     v.map(from_ms)
 }
 
-fn bad(idx: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+pub(crate) fn bad(
+    idx: usize,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
 }
 
@@ -31,15 +34,19 @@ fn bad(idx: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlit
 #[error("unknown value {0:?} in the database")]
 struct Unknown(String);
 
-fn parse<T>(idx: usize, s: String, f: impl FnOnce(&str) -> Option<T>) -> rusqlite::Result<T> {
+pub(crate) fn parse<T>(
+    idx: usize,
+    s: String,
+    f: impl FnOnce(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
     f(&s).ok_or_else(|| bad(idx, Unknown(s)))
 }
 
-fn device_id(row: &Row, idx: usize) -> rusqlite::Result<DeviceId> {
+pub(crate) fn device_id(row: &Row, idx: usize) -> rusqlite::Result<DeviceId> {
     DeviceId::new(row.get::<_, String>(idx)?).map_err(|e| bad(idx, e))
 }
 
-fn group_id(row: &Row, idx: usize) -> rusqlite::Result<GroupId> {
+pub(crate) fn group_id(row: &Row, idx: usize) -> rusqlite::Result<GroupId> {
     GroupId::new(row.get::<_, String>(idx)?).map_err(|e| bad(idx, e))
 }
 
@@ -48,7 +55,7 @@ fn serial(row: &Row, idx: usize) -> rusqlite::Result<CertSerial> {
 }
 
 pub(crate) const DEVICE_COLS: &str = "id, group_name, state, labels, hardware_model, \
-     firmware_version, created_at, enrolled_at, last_seen_at";
+     firmware_version, created_at, enrolled_at, last_seen_at, manufacturer_ca";
 
 pub(crate) fn device(row: &Row) -> rusqlite::Result<Device> {
     let labels: String = row.get(3)?;
@@ -62,6 +69,11 @@ pub(crate) fn device(row: &Row) -> rusqlite::Result<Device> {
         created_at: from_ms(row.get(6)?),
         enrolled_at: opt_time(row.get(7)?),
         last_seen_at: opt_time(row.get(8)?),
+        manufacturer_ca: row
+            .get::<_, Option<String>>(9)?
+            .map(ManufacturerCaName::new)
+            .transpose()
+            .map_err(|e| bad(9, e))?,
     })
 }
 

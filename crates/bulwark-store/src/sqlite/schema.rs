@@ -120,6 +120,43 @@ CREATE TABLE service_policies (
 ) WITHOUT ROWID;
 CREATE INDEX service_policies_policy ON service_policies(policy);
 "#,
+    r#"
+-- Manufacturer CAs ("bring your own CA"). Devices are bound to a CA by
+-- name, so a removed CA keeps its row (removed_at set): its name never
+-- stands for another certificate, and registering the same certificate
+-- again under it restores the bindings.
+CREATE TABLE manufacturer_cas (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    der BLOB NOT NULL,
+    group_name TEXT REFERENCES groups(name),
+    jit TEXT NOT NULL,
+    not_before INTEGER NOT NULL,
+    not_after INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    removed_at INTEGER
+);
+ALTER TABLE devices ADD COLUMN manufacturer_ca TEXT REFERENCES manufacturer_cas(name);
+CREATE INDEX devices_manufacturer_ca ON devices(manufacturer_ca)
+    WHERE manufacturer_ca IS NOT NULL;
+-- Certificates manufacturer CAs issued, bound to a device at its first
+-- connection. Keyed by SHA-256 fingerprint: a foreign serial may collide
+-- with one of ours or another manufacturer's.
+CREATE TABLE manufacturer_certificates (
+    fingerprint TEXT PRIMARY KEY,
+    manufacturer_ca TEXT NOT NULL REFERENCES manufacturer_cas(name),
+    device_id TEXT NOT NULL REFERENCES devices(id),
+    serial TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    not_before INTEGER NOT NULL,
+    not_after INTEGER NOT NULL,
+    bound_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    revocation_reason TEXT
+) WITHOUT ROWID;
+CREATE INDEX manufacturer_certificates_device ON manufacturer_certificates(device_id);
+"#,
 ];
 
 /// Connection settings every connection gets.
