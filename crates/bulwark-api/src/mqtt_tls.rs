@@ -90,8 +90,11 @@ pub struct LiveClientVerifier {
 #[derive(Default)]
 struct VerifiedCache {
     /// The anchors snapshot the entries were verified under.
-    entries: Mutex<(u64, HashMap<[u8; 32], (u64, u64)>)>,
+    entries: Mutex<(u64, HashMap<[u8; 32], Validity>)>,
 }
+
+/// A certificate's notBefore and notAfter, in seconds since the epoch.
+type Validity = (u64, u64);
 
 /// Enough for a large fleet's reconnect storm; about 4 MiB when full.
 const VERIFIED_CACHE_MAX: usize = 65_536;
