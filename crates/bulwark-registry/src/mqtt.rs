@@ -114,14 +114,14 @@ fn parse_stored(
 impl Registry {
     /// The device's record and the policy documents that apply to it.
     pub async fn device_access(&self, id: &DeviceId) -> Result<DeviceAccess, RegistryError> {
-        let device = self
+        // One reader job: the device row and its group's policies.
+        let (device, attached) = self
             .store()
-            .get_device(id)
+            .get_device_with_group_policies(id)
             .await?
             .ok_or(RegistryError::Store(StoreError::NotFound {
                 what: "device",
-            }))?
-            .device;
+            }))?;
         let (mut documents, mut sources) = (Vec::new(), Vec::new());
         if device.state == DeviceState::Quarantined {
             let q = quarantine_policy();
@@ -131,10 +131,6 @@ impl Registry {
             let d = default_device_policy();
             sources.push(PolicySource::builtin(&d));
             documents.push(d);
-            let attached = self
-                .store()
-                .attached_policies(&PolicyTarget::Group(device.group.clone()))
-                .await?;
             parse_stored(attached, &mut documents, &mut sources)?;
         }
         let credential_trusted = match &device.manufacturer_ca {

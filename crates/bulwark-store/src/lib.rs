@@ -58,6 +58,13 @@ pub trait Store: Send + Sync + 'static {
         actor: Actor,
     ) -> Result<Device>;
     async fn get_device(&self, id: &DeviceId) -> Result<Option<DeviceDetail>>;
+    /// A device's record (without its certificate history) and the current
+    /// version of every policy attached to its group, read together: what
+    /// the MQTT gateway needs at every CONNECT, in one reader job.
+    async fn get_device_with_group_policies(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<(Device, Vec<StoredPolicy>)>>;
     /// Records that the device was seen (an MQTT connection); not audited,
     /// a no-op for an unknown device.
     async fn record_seen(&self, id: &DeviceId, at: time::OffsetDateTime) -> Result<()>;

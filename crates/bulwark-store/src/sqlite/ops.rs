@@ -261,6 +261,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_device_with_group_policies(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<(Device, Vec<StoredPolicy>)>> {
+        let id = id.clone();
+        self.read(move |c| {
+            let Some(device) = rows::get_device(c, id.as_str())? else {
+                return Ok(None);
+            };
+            let attached = policies::attached(c, &PolicyTarget::Group(device.group.clone()))?;
+            Ok(Some((device, attached)))
+        })
+        .await
+    }
+
     async fn list_devices(&self, f: DeviceFilter) -> Result<Vec<Device>> {
         self.read(move |c| {
             let sql = format!(
