@@ -18,7 +18,9 @@
 //!
 //! Session rules that need state across packets (topic-alias tables,
 //! packet-identifier reuse, QoS 2 duplicates and the receive maximum) are
-//! in [`session`], also sans-I/O; the subscription index is [`tree`].
+//! in [`session`], also sans-I/O; the subscription index is [`tree`]. The
+//! client side of a session (CONNECT to DISCONNECT, QoS flows, resends,
+//! keep-alive) is the state machine [`client::ClientSession`].
 //!
 //! ```
 //! use bulwark_mqtt::{ConnAck, Decoder, Encoder, Packet, ProtocolVersion};
@@ -51,6 +53,7 @@
     )
 )]
 
+pub mod client;
 mod decoder;
 mod error;
 mod packet;
