@@ -6,6 +6,7 @@
 
 mod manufacturer;
 mod mqtt;
+mod ota;
 
 use std::collections::BTreeMap;
 
@@ -19,11 +20,12 @@ use utoipa::ToSchema;
 
 pub use manufacturer::{CreateManufacturerCa, DeletedManufacturerCa, ManufacturerCaDetail};
 pub use mqtt::{DeviceView, MqttCounters, MqttSession};
+pub use ota::{ArtifactStored, CreateRelease, PreparedRelease};
 
 pub use bulwark_types::{
     CertKind, Certificate, Claim, Device, DeviceDetail, DeviceState, EnrollToken, Group, JitMode,
-    ManufacturerCa, ManufacturerCertificate, OperatorToken, PolicySummary, PolicyTarget,
-    PolicyVersion, Service,
+    ManufacturerCa, ManufacturerCertificate, OperatorToken, OtaRelease, PolicySummary,
+    PolicyTarget, PolicyVersion, Service,
 };
 
 /// Media type of RFC 9457 problem details.

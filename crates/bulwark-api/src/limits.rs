@@ -25,6 +25,8 @@ pub struct LimitConfig {
     pub max_body_bytes: usize,
     /// Largest EST request body (a base64 CSR).
     pub max_est_body_bytes: usize,
+    /// OTA artifact downloads served at once; more get 503 + Retry-After.
+    pub max_concurrent_downloads: usize,
 }
 
 impl Default for LimitConfig {
@@ -36,6 +38,7 @@ impl Default for LimitConfig {
             per_token_burst: 100,
             max_body_bytes: 64 * 1024,
             max_est_body_bytes: 16 * 1024,
+            max_concurrent_downloads: 64,
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct Limits {
     pub config: LimitConfig,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     per_token: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Permits for OTA artifact downloads in flight.
+    pub(crate) downloads: Arc<tokio::sync::Semaphore>,
 }
 
 fn quota(per_sec: u32, burst: u32) -> Quota {
@@ -71,6 +76,9 @@ impl Limits {
                 config.per_token_per_sec,
                 config.per_token_burst,
             ))),
+            downloads: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_downloads.max(1),
+            )),
         }
     }
 

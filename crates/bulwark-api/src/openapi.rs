@@ -33,6 +33,8 @@ use crate::routes;
         routes::list_manufacturer_cas, routes::create_manufacturer_ca,
         routes::get_manufacturer_ca, routes::delete_manufacturer_ca,
         routes::list_mqtt_sessions, routes::disconnect_mqtt_session, routes::metrics,
+        routes::upload_artifact, routes::prepare_release, routes::create_release,
+        routes::list_releases, routes::get_release, routes::tuf_file,
     ),
     components(schemas(bulwark_api_types::Problem)),
     modifiers(&Bearer),

@@ -228,4 +228,22 @@ pub enum AuditEvent {
         fingerprint: String,
         reason: RevocationReason,
     },
+    /// An OTA release was published: devices may now be told to install it.
+    OtaReleasePublished {
+        name: String,
+        version: String,
+        hardware: Vec<String>,
+        floor: Option<String>,
+        /// SHA-256 (hex) of the artifact.
+        sha256: String,
+        length: u64,
+        targets_version: u64,
+        /// Whether the targets metadata was signed offline (else with the
+        /// server's online targets key, dev mode).
+        offline_signed: bool,
+    },
+    /// The TUF repository's signing state changed (created, root rotated).
+    OtaRootPublished {
+        version: u64,
+    },
 }

@@ -104,6 +104,7 @@ pub struct Ca {
     pub(crate) issuing_not_after: OffsetDateTime,
     audit_pkcs8: Zeroizing<Vec<u8>>,
     audit_public: [u8; 32],
+    keystore: Keystore,
 }
 
 impl fmt::Debug for Ca {
@@ -176,7 +177,7 @@ impl Ca {
             ],
             &audit_public,
         )
-        .and_then(|()| {
+        .and_then(|keystore| {
             std::fs::rename(&staging, &dir).map_err(|e| {
                 if matches!(
                     e.kind(),
@@ -187,15 +188,27 @@ impl Ca {
                 } else {
                     CaError::io("move into place", &dir, e)
                 }
-            })
+            })?;
+            Ok(keystore.moved_to(dir.join(KEYS_DIR)))
         });
-        if let Err(e) = written {
-            // Best effort; the staging directory holds nothing usable.
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+        let keystore = match written {
+            Ok(k) => k,
+            Err(e) => {
+                // Best effort; the staging directory holds nothing usable.
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
         fsutil::sync_dir(data_dir)?;
-        Self::assemble(dir, opts, root_der, issuing_der, issuing_key, audit_pkcs8)
+        Self::assemble(
+            dir,
+            opts,
+            root_der,
+            issuing_der,
+            issuing_key,
+            audit_pkcs8,
+            keystore,
+        )
     }
 
     /// Opens an initialized CA: loads the issuing and audit keys and checks
@@ -219,7 +232,15 @@ impl Ca {
         if on_disk != hex::encode(audit_public) {
             return Err(inconsistent(&dir, "audit key does not match audit.pub"));
         }
-        Self::assemble(dir, opts, root_der, issuing_der, issuing_key, audit_pkcs8)
+        Self::assemble(
+            dir,
+            opts,
+            root_der,
+            issuing_der,
+            issuing_key,
+            audit_pkcs8,
+            keystore,
+        )
     }
 
     /// Whether `<data_dir>/ca` holds an initialized CA.
@@ -265,6 +286,13 @@ impl Ca {
 
     /// PKCS#8 DER of the Ed25519 audit signing key; build an
     /// `aws_lc_rs::signature::Ed25519KeyPair` from it.
+    /// The CA's key store, unlocked: other components seal their own
+    /// secrets in it under their own names (the OTA repository's online
+    /// signing keys), encrypted at rest like the CA keys.
+    pub fn keystore(&self) -> &Keystore {
+        &self.keystore
+    }
+
     pub fn audit_key_pkcs8(&self) -> &[u8] {
         &self.audit_pkcs8
     }
@@ -281,6 +309,7 @@ impl Ca {
         issuing_der: Vec<u8>,
         issuing_key: CaKey,
         audit_pkcs8: Zeroizing<Vec<u8>>,
+        keystore: Keystore,
     ) -> Result<Ca, CaError> {
         let audit_public = audit_public_key(&audit_pkcs8, &dir)?;
         let (issuing_ski, issuing_not_after) = {
@@ -323,6 +352,7 @@ impl Ca {
             issuing_not_after,
             audit_pkcs8,
             audit_public,
+            keystore,
         })
     }
 }
@@ -367,7 +397,7 @@ fn write_ca_dir(
     issuing_der: &[u8],
     keys: &[(&str, &[u8])],
     audit_public: &[u8; 32],
-) -> Result<(), CaError> {
+) -> Result<Keystore, CaError> {
     fsutil::create_dir(dir, 0o755)?;
     let keystore = Keystore::create(&dir.join(KEYS_DIR), pass, kdf)?;
     for (name, der) in keys {
@@ -384,7 +414,7 @@ fn write_ca_dir(
     for (name, contents) in files {
         fsutil::write_atomic(&dir.join(name), contents.as_bytes(), fsutil::PUBLIC_FILE)?;
     }
-    Ok(())
+    Ok(keystore)
 }
 
 fn chain_pem(issuing_der: &[u8], root_der: &[u8]) -> String {

@@ -244,6 +244,11 @@ impl Keystore {
         }
     }
 
+    /// The same store after its directory was renamed to `dir`.
+    pub(crate) fn moved_to(self, dir: PathBuf) -> Self {
+        Self { dir, kek: self.kek }
+    }
+
     /// The key store directory.
     pub fn dir(&self) -> &Path {
         &self.dir

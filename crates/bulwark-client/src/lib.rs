@@ -26,6 +26,7 @@ mod error;
 mod est;
 mod manufacturer;
 mod mqtt;
+mod ota;
 mod policy;
 
 use std::path::PathBuf;

@@ -36,6 +36,10 @@ pub enum Action {
     ManageManufacturerCas,
     /// List and show registered manufacturer CAs.
     ReadManufacturerCas,
+    /// Upload OTA artifacts and publish releases (what devices will run).
+    ManageReleases,
+    /// List releases and rollouts.
+    ReadOta,
 }
 
 impl Action {
@@ -57,6 +61,8 @@ impl Action {
             Self::ReadMetrics => "read metrics",
             Self::ManageManufacturerCas => "manage manufacturer CAs",
             Self::ReadManufacturerCas => "read manufacturer CAs",
+            Self::ManageReleases => "manage OTA releases",
+            Self::ReadOta => "read OTA releases and rollouts",
         }
     }
 
@@ -67,7 +73,7 @@ impl Action {
             Role::Admin => true,
             Role::Operator => !matches!(
                 self,
-                ManageTokens | ReadAudit | ManageServices | ManageManufacturerCas
+                ManageTokens | ReadAudit | ManageServices | ManageManufacturerCas | ManageReleases
             ),
             Role::Auditor => matches!(
                 self,
@@ -77,8 +83,12 @@ impl Action {
                     | ReadPolicies
                     | ReadMetrics
                     | ReadManufacturerCas
+                    | ReadOta
             ),
             Role::Enroller => matches!(self, ReadGroups | CreateEnrollToken),
+            Role::ReleaseManager => {
+                matches!(self, ReadGroups | ReadInventory | ManageReleases | ReadOta)
+            }
         }
     }
 }
@@ -221,34 +231,38 @@ pub enum ClientIdentity {
 mod tests {
     use super::*;
 
-    /// The whole matrix, spelled out: (action, admin, operator, auditor, enroller).
+    /// The whole matrix, spelled out:
+    /// (action, admin, operator, auditor, enroller, release manager).
     #[test]
     fn role_matrix() {
         use Action::*;
         let table = [
-            (ReadGroups, true, true, true, true),
-            (ReadInventory, true, true, true, false),
-            (ManageGroups, true, true, false, false),
-            (ManageDevices, true, true, false, false),
-            (CreateEnrollToken, true, true, false, true),
-            (RevokeCertificate, true, true, false, false),
-            (ManageClaims, true, true, false, false),
-            (ManageTokens, true, false, false, false),
-            (ReadAudit, true, false, true, false),
-            (ManagePolicies, true, true, false, false),
-            (ReadPolicies, true, true, true, false),
-            (ManageServices, true, false, false, false),
-            (ManageSessions, true, true, false, false),
-            (ReadMetrics, true, true, true, false),
-            (ManageManufacturerCas, true, false, false, false),
-            (ReadManufacturerCas, true, true, true, false),
+            (ReadGroups, true, true, true, true, true),
+            (ReadInventory, true, true, true, false, true),
+            (ManageGroups, true, true, false, false, false),
+            (ManageDevices, true, true, false, false, false),
+            (CreateEnrollToken, true, true, false, true, false),
+            (RevokeCertificate, true, true, false, false, false),
+            (ManageClaims, true, true, false, false, false),
+            (ManageTokens, true, false, false, false, false),
+            (ReadAudit, true, false, true, false, false),
+            (ManagePolicies, true, true, false, false, false),
+            (ReadPolicies, true, true, true, false, false),
+            (ManageServices, true, false, false, false, false),
+            (ManageSessions, true, true, false, false, false),
+            (ReadMetrics, true, true, true, false, false),
+            (ManageManufacturerCas, true, false, false, false, false),
+            (ReadManufacturerCas, true, true, true, false, false),
+            (ManageReleases, true, false, false, false, true),
+            (ReadOta, true, true, true, false, true),
         ];
-        for (action, admin, operator, auditor, enroller) in table {
+        for (action, admin, operator, auditor, enroller, release) in table {
             for (role, expect) in [
                 (Role::Admin, admin),
                 (Role::Operator, operator),
                 (Role::Auditor, auditor),
                 (Role::Enroller, enroller),
+                (Role::ReleaseManager, release),
             ] {
                 assert_eq!(action.allowed_for(role), expect, "{role} / {action:?}");
             }

@@ -18,6 +18,7 @@ mod error;
 mod events;
 mod manufacturer;
 mod mqtt;
+mod ota;
 mod policy;
 mod registry;
 mod secrets;
@@ -32,6 +33,7 @@ pub use error::RegistryError;
 pub use events::{Event, EventBus};
 pub use manufacturer::{ManufacturerTrust, TrustedCa};
 pub use mqtt::{DeviceAccess, PolicySource, ServiceAccess};
+pub use ota::{Ota, OtaConfig, OtaCreated, ReleaseRequest, OFFLINE_DIR};
 pub use policy::{
     builtin_policy, statement_origin, Access, EffectivePolicy, PolicyStored, PolicySubject,
     PolicyTestOutcome, PolicyView,

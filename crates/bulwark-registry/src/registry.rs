@@ -69,6 +69,8 @@ pub struct Registry {
     crl_dirty: Mutex<bool>,
     /// The registered manufacturer CAs (see `manufacturer`).
     pub(crate) trust: TrustState,
+    /// The update service (see `ota`), when the server runs one.
+    pub(crate) ota: Option<Arc<crate::Ota>>,
 }
 
 impl Registry {
@@ -82,6 +84,7 @@ impl Registry {
             crl: tokio::sync::Mutex::new(None),
             crl_dirty: Mutex::new(true),
             trust: TrustState::new(),
+            ota: None,
         }
     }
 

@@ -309,6 +309,7 @@ impl Config {
                 1024,
                 1 << 20,
             )?,
+            max_concurrent_downloads: d.max_concurrent_downloads,
         };
         let token_ttl_secs = file.enrollment.token_ttl_secs.unwrap_or(3600);
         if !(60..=30 * 86_400).contains(&token_ttl_secs) {

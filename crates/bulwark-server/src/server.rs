@@ -10,7 +10,7 @@ use aws_lc_rs::signature::Ed25519KeyPair;
 use bulwark_api::{ApiMetrics, AppState, Limits, ServeConfig};
 use bulwark_audit::{Actor, AuditEvent};
 use bulwark_ca::{Ca, CaOptions, KdfParams, Passphrase};
-use bulwark_registry::{EventBus, Registry, RegistryConfig};
+use bulwark_registry::{EventBus, OtaConfig, Registry, RegistryConfig};
 use bulwark_store::{CheckpointPolicy, CheckpointSigner, NewCert, SqliteStore, Store};
 use bulwark_types::{CertKind, CertSerial};
 
@@ -124,16 +124,55 @@ pub async fn run(cfg: Config) -> Result<()> {
         SqliteStore::open(&db_path(&data_dir), Box::new(AuditSigner(key)), policy)
             .context("cannot open the store")?,
     );
-    let registry = Arc::new(Registry::new(
-        store.clone(),
-        ca.clone(),
-        EventBus::new(4096),
-        RegistryConfig {
-            device_cert_lifetime: time::Duration::seconds(cfg.device_cert_secs),
-            enroll_token_ttl: time::Duration::seconds(cfg.token_ttl_secs),
-            ..RegistryConfig::default()
-        },
-    ));
+    // The update repository: online snapshot/timestamp keys sealed in the
+    // CA's key store; root and targets keys offline (dev mode: online).
+    let (ota, ota_created) = bulwark_registry::Ota::open_or_create(
+        &data_dir,
+        ca.keystore(),
+        cfg.dev,
+        OtaConfig::default(),
+    )
+    .context("cannot open the OTA repository")?;
+    if let Some(created) = &ota_created {
+        match &created.offline_keys {
+            Some(dir) => tracing::warn!(
+                dir = %dir.display(),
+                "OTA repository created; its root and targets signing keys were written to this \
+                 directory (mode 0600): move them off this machine, then sign releases with \
+                 bulwark ota release create --targets-key FILE"
+            ),
+            None => tracing::info!("OTA repository created (dev mode: the server signs releases)"),
+        }
+    }
+    let registry = Arc::new(
+        Registry::new(
+            store.clone(),
+            ca.clone(),
+            EventBus::new(4096),
+            RegistryConfig {
+                device_cert_lifetime: time::Duration::seconds(cfg.device_cert_secs),
+                enroll_token_ttl: time::Duration::seconds(cfg.token_ttl_secs),
+                ..RegistryConfig::default()
+            },
+        )
+        .with_ota(ota),
+    );
+    if ota_created.is_some() {
+        store.ota_root_published(1, Actor::System).await?;
+    }
+    {
+        // Snapshot and timestamp are re-signed before they expire.
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                if let Err(e) = registry.ota_refresh().await {
+                    tracing::error!(error = %e, "could not re-sign the OTA timestamp/snapshot");
+                }
+            }
+        });
+    }
 
     if first_start {
         let root_fp = sha256_hex(ca.root_der());

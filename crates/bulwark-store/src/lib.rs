@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use bulwark_audit::{Actor, AuditEvent, Checkpoint, Entry};
 use bulwark_types::{
     CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState, EnrollToken,
-    Group, ManufacturerCaName, OperatorToken, PolicyName, PolicySummary, PolicyTarget,
+    Group, ManufacturerCaName, OperatorToken, OtaRelease, PolicyName, PolicySummary, PolicyTarget,
     RevocationReason, Service, ServiceName,
 };
 
@@ -152,6 +152,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// The current version of every policy attached to `target`, by name.
     async fn attached_policies(&self, target: &PolicyTarget) -> Result<Vec<StoredPolicy>>;
+
+    // --- OTA -----------------------------------------------------------------
+    /// Records a published release with its audit entry. A taken name is
+    /// `AlreadyExists`.
+    async fn publish_ota_release(
+        &self,
+        release: OtaRelease,
+        offline_signed: bool,
+        actor: Actor,
+    ) -> Result<OtaRelease>;
+    /// Audits a new root of the OTA repository (created or rotated).
+    async fn ota_root_published(&self, version: u64, actor: Actor) -> Result<()>;
+    async fn list_ota_releases(&self) -> Result<Vec<OtaRelease>>;
+    async fn get_ota_release(&self, name: &str) -> Result<Option<OtaRelease>>;
 
     // --- service principals -------------------------------------------------
     async fn create_service(&self, service: NewService, actor: Actor) -> Result<Service>;

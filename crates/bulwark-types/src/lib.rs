@@ -14,9 +14,11 @@ pub use lifecycle::{DeviceState, RevocationReason, TransitionError};
 pub use role::Role;
 pub use serial::{CertSerial, SerialError};
 mod manufacturer;
+mod ota;
 mod records;
 
 pub use manufacturer::{JitMode, ManufacturerCa, ManufacturerCertificate};
+pub use ota::OtaRelease;
 pub use records::{
     CertKind, Certificate, Claim, Device, DeviceDetail, EnrollToken, Group, OperatorToken,
     PolicySummary, PolicyTarget, PolicyVersion, Service,

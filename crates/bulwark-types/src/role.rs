@@ -16,6 +16,8 @@ pub enum Role {
     Auditor,
     /// May only create enrollment tokens and read groups.
     Enroller,
+    /// Publishes OTA releases and runs rollouts; reads the inventory.
+    ReleaseManager,
 }
 
 impl Role {
@@ -25,6 +27,7 @@ impl Role {
             Self::Operator => "operator",
             Self::Auditor => "auditor",
             Self::Enroller => "enroller",
+            Self::ReleaseManager => "release_manager",
         }
     }
 
@@ -34,11 +37,18 @@ impl Role {
             "operator" => Self::Operator,
             "auditor" => Self::Auditor,
             "enroller" => Self::Enroller,
+            "release_manager" => Self::ReleaseManager,
             _ => return None,
         })
     }
 
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Auditor, Role::Enroller];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::Auditor,
+        Role::Enroller,
+        Role::ReleaseManager,
+    ];
 }
 
 impl fmt::Display for Role {

@@ -7,6 +7,7 @@ mod est;
 mod fleet;
 mod manufacturer;
 mod mqtt;
+mod ota;
 mod policies;
 mod services;
 
@@ -29,6 +30,7 @@ pub(crate) use est::*;
 pub(crate) use fleet::*;
 pub(crate) use manufacturer::*;
 pub(crate) use mqtt::*;
+pub(crate) use ota::*;
 pub(crate) use policies::*;
 pub(crate) use services::*;
 
@@ -94,6 +96,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/mqtt/sessions/{client_id}",
             delete(disconnect_mqtt_session),
         )
+        .route("/ota/artifacts", post(upload_artifact))
+        .route("/ota/releases", get(list_releases).post(create_release))
+        .route("/ota/releases/prepare", post(prepare_release))
+        .route("/ota/releases/{name}", get(get_release))
+        .route("/ota/tuf/{*path}", get(tuf_file))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let est = Router::new()
         .route("/cacerts", get(est_cacerts))

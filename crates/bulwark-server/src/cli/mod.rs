@@ -22,6 +22,7 @@ mod enroll_token;
 mod group;
 mod manufacturer_ca;
 mod mqtt;
+mod ota;
 mod output;
 mod policy;
 mod service;
@@ -41,6 +42,7 @@ pub use enroll_token::EnrollTokenCmd;
 pub use group::GroupCmd;
 pub use manufacturer_ca::ManufacturerCaCmd;
 pub use mqtt::MqttCmd;
+pub use ota::OtaCmd;
 pub use output::OutputFormat;
 pub use policy::PolicyCmd;
 pub use service::ServiceCmd;
@@ -85,6 +87,10 @@ pub enum ClientCommand {
     ///
     /// Example: bulwark manufacturer-ca add acme-ca.pem --name acme --group sensors --jit pending
     ManufacturerCa(ManufacturerCaCmd),
+    /// Signed OTA releases: upload, sign (offline) and publish; list.
+    ///
+    /// Example: bulwark ota release create fw.img --name gw-fw-2.1.0 --version 2.1.0 --hardware gw-v2 --targets-key targets.pem
+    Ota(OtaCmd),
     /// Create, list and delete service principals (backend applications)
     /// and issue their certificates.
     ///
@@ -183,6 +189,19 @@ async fn dispatch(cmd: ClientCommand, opts: &ClientOpts) -> anyhow::Result<ExitC
             return crate::offline::audit_verify(dir, key);
         }
     }
+    if let ClientCommand::Ota(ota) = cmd {
+        if ota.is_offline() {
+            return ota::run_offline(ota);
+        }
+        return ota::run(
+            ota,
+            &Ctx {
+                client: connect(opts)?,
+                output: opts.output,
+            },
+        )
+        .await;
+    }
     let ctx = Ctx {
         client: connect(opts)?,
         output: opts.output,
@@ -197,6 +216,7 @@ async fn dispatch(cmd: ClientCommand, opts: &ClientOpts) -> anyhow::Result<ExitC
         ClientCommand::Policy(c) => policy::run(c, &ctx).await,
         ClientCommand::Service(c) => service::run(c, &ctx).await,
         ClientCommand::ManufacturerCa(c) => manufacturer_ca::run(c, &ctx).await,
+        ClientCommand::Ota(c) => ota::run(c, &ctx).await,
         ClientCommand::Audit(c) => audit::run(c, &ctx).await,
         ClientCommand::Mqtt(c) => mqtt::run(c, &ctx).await,
         ClientCommand::Metrics => mqtt::metrics(&ctx).await,

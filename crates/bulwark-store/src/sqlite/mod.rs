@@ -7,6 +7,7 @@
 
 mod manufacturer;
 mod ops;
+mod ota;
 mod policies;
 mod rows;
 mod schema;

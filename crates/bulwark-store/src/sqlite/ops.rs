@@ -4,15 +4,15 @@ use async_trait::async_trait;
 use bulwark_audit::{Actor, AuditEvent, Checkpoint, EnrollMethod, Entry};
 use bulwark_types::{
     CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState,
-    EnrollToken, Group, ManufacturerCaName, OperatorToken, PolicyName, PolicySummary, PolicyTarget,
-    RevocationReason, Service, ServiceName,
+    EnrollToken, Group, ManufacturerCaName, OperatorToken, OtaRelease, PolicyName, PolicySummary,
+    PolicyTarget, RevocationReason, Service, ServiceName,
 };
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::{self, ms};
 use super::writer::{rfc3339, WriteTx};
 use super::{audit_entry, read_checkpoints, SqliteStore};
-use super::{manufacturer, policies};
+use super::{manufacturer, ota, policies};
 use crate::{
     Bound, CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment, ManufacturerBinding,
     ManufacturerCaRecord, ManufacturerCertRecord, NewCert, NewClaim, NewDevice, NewEnrollToken,
@@ -729,6 +729,30 @@ impl Store for SqliteStore {
     async fn attached_policies(&self, target: &PolicyTarget) -> Result<Vec<StoredPolicy>> {
         let target = target.clone();
         self.read(move |c| policies::attached(c, &target)).await
+    }
+
+    async fn publish_ota_release(
+        &self,
+        release: OtaRelease,
+        offline_signed: bool,
+        actor: Actor,
+    ) -> Result<OtaRelease> {
+        self.write(move |tx| ota::publish_release(tx, release, offline_signed, &actor))
+            .await
+    }
+
+    async fn ota_root_published(&self, version: u64, actor: Actor) -> Result<()> {
+        self.write(move |tx| ota::root_published(tx, version, &actor))
+            .await
+    }
+
+    async fn list_ota_releases(&self) -> Result<Vec<OtaRelease>> {
+        self.read(ota::list_releases).await
+    }
+
+    async fn get_ota_release(&self, name: &str) -> Result<Option<OtaRelease>> {
+        let name = name.to_owned();
+        self.read(move |c| ota::get_release(c, &name)).await
     }
 
     async fn create_service(&self, s: NewService, actor: Actor) -> Result<Service> {

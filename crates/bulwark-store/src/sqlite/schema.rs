@@ -157,6 +157,19 @@ CREATE TABLE manufacturer_certificates (
 ) WITHOUT ROWID;
 CREATE INDEX manufacturer_certificates_device ON manufacturer_certificates(device_id);
 "#,
+    r#"
+-- OTA releases (the TUF repository itself is files: <data-dir>/ota).
+CREATE TABLE ota_releases (
+    name TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    hardware TEXT NOT NULL,
+    floor TEXT,
+    sha256 TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    targets_version INTEGER NOT NULL,
+    published_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Connection settings every connection gets.
