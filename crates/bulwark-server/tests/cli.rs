@@ -293,9 +293,17 @@ fn first_start_writes_private_files_and_a_working_admin_token() {
             "audit.key.enc",
             "issuing.key.enc",
             "kek.json",
+            "ota-snapshot.key.enc",
+            "ota-timestamp.key.enc",
             "root.key.enc"
         ]
     );
+    // The OTA root and targets keys are not in the key store: written once,
+    // private, for the operator to move off the machine.
+    let offline = data.join("ota-offline");
+    for key in ["root.pem", "targets.pem"] {
+        assert_eq!(mode(&offline.join(key)), 0o600, "{key}");
+    }
     assert!(!data.join("dev-passphrase").exists());
     assert!(!data.join("dev.env").exists());
 
@@ -315,6 +323,41 @@ fn first_start_writes_private_files_and_a_working_admin_token() {
             .await
             .unwrap();
     });
+    // Outside dev mode the server holds no targets key: a release is signed
+    // offline, with the key file, or refused with the way to do it.
+    let bundle = data.join("ca").join("ca-bundle.pem");
+    let artifact = dir.path().join("fw.img");
+    std::fs::write(&artifact, vec![7u8; 2048]).unwrap();
+    let release = |extra: &[&std::ffi::OsStr]| {
+        Command::new(bin())
+            .args(["ota", "release", "create"])
+            .arg(&artifact)
+            .args([
+                "--name",
+                "fw-1.0.0",
+                "--version",
+                "1.0.0",
+                "--hardware",
+                "gw-v2",
+            ])
+            .args(extra)
+            .env("BULWARK_ADDR", &server.addr)
+            .env("BULWARK_TOKEN", &token)
+            .env("BULWARK_CACERT", &bundle)
+            .output()
+            .unwrap()
+    };
+    let out = release(&[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("sign the release offline"),
+        "{}",
+        text(&out.stderr)
+    );
+    let key = offline.join("targets.pem");
+    let out = release(&["--targets-key".as_ref(), key.as_os_str()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("published fw-1.0.0 1.0.0"));
     assert!(server.terminate().success());
 
     // A wrong passphrase: a clear refusal, nothing served.
