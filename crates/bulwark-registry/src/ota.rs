@@ -234,6 +234,31 @@ impl Ota {
     }
 }
 
+/// The store's record of a target, from verified metadata.
+fn release_record(
+    t: &bulwark_ota::sign::TargetSummary,
+    targets_version: u64,
+) -> Result<OtaRelease, RegistryError> {
+    let info = t
+        .release
+        .as_ref()
+        .map_err(|e| RegistryError::Invalid(format!("release fields of {}: {e}", t.name)))?;
+    Ok(OtaRelease {
+        name: t.name.clone(),
+        version: info.version().to_string(),
+        hardware: info
+            .hardware()
+            .iter()
+            .map(|m| m.as_str().to_owned())
+            .collect(),
+        floor: info.floor().map(|f| f.to_string()),
+        sha256: t.sha256.clone(),
+        length: t.length,
+        targets_version,
+        published_at: OffsetDateTime::now_utc(),
+    })
+}
+
 impl Registry {
     /// Installs the update service (at start-up, before the registry is
     /// shared).
@@ -340,28 +365,47 @@ impl Registry {
             .ok_or_else(|| {
                 RegistryError::Invalid(format!("the signed targets metadata does not list {name}"))
             })?;
-        let info = t
-            .release
-            .as_ref()
-            .map_err(|e| RegistryError::Invalid(format!("release fields of {name}: {e}")))?;
-        let release = OtaRelease {
-            name: name.to_string(),
-            version: info.version().to_string(),
-            hardware: info
-                .hardware()
-                .iter()
-                .map(|m| m.as_str().to_owned())
-                .collect(),
-            floor: info.floor().map(|f| f.to_string()),
-            sha256: t.sha256.clone(),
-            length: t.length,
-            targets_version: published.targets,
-            published_at: OffsetDateTime::now_utc(),
-        };
+        let release = release_record(t, published.targets)?;
         Ok(self
             .store
             .publish_ota_release(release, offline, op.actor())
             .await?)
+    }
+
+    /// Records every target the published metadata lists that the store
+    /// does not know: a crash between writing the metadata and committing
+    /// the record leaves such a target visible to devices; after this (at
+    /// start-up) it is listed and audited. Returns how many were recorded.
+    pub async fn ota_reconcile(&self) -> Result<usize, RegistryError> {
+        let ota = self.ota()?.clone();
+        let offline = !ota.signs_releases();
+        let current = tokio::task::spawn_blocking(move || -> Result<_, OtaError> {
+            let Some((version, _)) = ota.repo.status()?.targets else {
+                return Ok(None);
+            };
+            let path = ota.repo.served().join(format!("{version}.targets.json"));
+            let bytes = std::fs::read(&path).map_err(|source| OtaError::Io { path, source })?;
+            Ok(Some((version, describe_targets(&bytes)?)))
+        })
+        .await
+        .map_err(|e| key_err("reconcile task", e))?
+        .map_err(ota_err)?;
+        let Some((version, described)) = current else {
+            return Ok(0);
+        };
+        let mut recorded = 0;
+        for t in &described.targets {
+            if self.store.get_ota_release(&t.name).await?.is_some() {
+                continue;
+            }
+            let release = release_record(t, version)?;
+            tracing::warn!(name = %release.name, "recording a release published before a crash");
+            self.store
+                .publish_ota_release(release, offline, bulwark_audit::Actor::System)
+                .await?;
+            recorded += 1;
+        }
+        Ok(recorded)
     }
 
     pub async fn ota_releases(&self, op: &Operator) -> Result<Vec<OtaRelease>, RegistryError> {

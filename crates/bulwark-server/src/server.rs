@@ -160,6 +160,16 @@ pub async fn run(cfg: Config) -> Result<()> {
     if ota_created.is_some() {
         store.ota_root_published(1, Actor::System).await?;
     }
+    let recovered = registry
+        .ota_reconcile()
+        .await
+        .context("cannot reconcile the OTA repository with the store")?;
+    if recovered > 0 {
+        tracing::warn!(
+            recovered,
+            "recorded OTA releases whose publication a crash interrupted"
+        );
+    }
     {
         // Snapshot and timestamp are re-signed before they expire.
         let registry = registry.clone();
