@@ -1,0 +1,209 @@
+//! The device agent (`bulwark-agent`, as a library) against a real
+//! `bulwark server --dev`: first enrollment over EST with an enrollment
+//! token, an mTLS MQTT connection with the identity it stored, then the
+//! automatic renewal (`simplereenroll` with a fresh key, at two thirds of
+//! the certificate's lifetime) published on the identity `watch`.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bulwark_agent::config::Config;
+use bulwark_agent::enroll::{load_roots, renew_due, run_renewal, Enroller, Identity};
+use bulwark_agent::keys::KeyStore;
+use bulwark_api_types::{CreateEnrollToken, CreateGroup};
+use bulwark_mqtt::{Decoder, Encoder, Packet, ProtocolVersion, ReasonCode};
+use bulwark_types::{DeviceId, GroupId};
+use bytes::BytesMut;
+use common::{rt, Server};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Connects to the mTLS MQTT listener presenting `identity` (the TLS
+/// configuration the MQTT link will use) and returns the CONNACK's reason.
+async fn mqtt_connect(
+    server: &Server,
+    identity: &Identity,
+    roots: &rustls::RootCertStore,
+) -> ReasonCode {
+    let config = identity.client_config(Arc::new(roots.clone())).unwrap();
+    let tcp = tokio::net::TcpStream::connect(&server.mqtt_addr)
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the device certificate");
+    let connect = common::mqtt::connect_packet(ProtocolVersion::V5, identity.device_id());
+    let mut out = BytesMut::new();
+    Encoder::new(ProtocolVersion::V5)
+        .encode(&Packet::Connect(Box::new(connect)), &mut out)
+        .unwrap();
+    tls.write_all(&out).await.unwrap();
+    let mut decoder = Decoder::with_version(ProtocolVersion::V5, 1 << 16);
+    let mut buf = BytesMut::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(packet) = decoder.decode(&mut buf).unwrap() {
+            match packet {
+                Packet::ConnAck(ack) => return ack.reason_code,
+                other => panic!("expected CONNACK, got {other:?}"),
+            }
+        }
+        buf.reserve(1024);
+        let n = tokio::time::timeout_at(deadline, tls.read_buf(&mut buf))
+            .await
+            .expect("CONNACK in time")
+            .unwrap();
+        assert!(n > 0, "connection closed before CONNACK");
+    }
+}
+
+#[test]
+fn agent_enrolls_with_a_token_then_renews_with_a_fresh_key() {
+    // 45 s certificates (backdated 60 s by the CA): renewal is due ~10 s
+    // after issuance.
+    let server = Server::start("[ca]\ndevice_cert_secs = 45\n");
+    rt().block_on(async {
+        let admin = server.client();
+        admin
+            .create_group(&CreateGroup {
+                name: GroupId::new("agents").unwrap(),
+                description: String::new(),
+            })
+            .await
+            .unwrap();
+        let token = admin
+            .create_enroll_token(&CreateEnrollToken {
+                group: GroupId::new("agents").unwrap(),
+                device_id: Some(DeviceId::new("agent-1").unwrap()),
+                ttl_seconds: None,
+            })
+            .await
+            .unwrap()
+            .token;
+
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, &token).unwrap();
+        std::fs::set_permissions(
+            &token_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let config_text = format!(
+            r#"
+state_dir = "{state}"
+hardware_model = "test-rig"
+[server]
+api_url = "{api}"
+mqtt_addr = "{mqtt}"
+mqtt_server_name = "localhost"
+ca_bundle = "{ca}"
+[firmware]
+source = "static"
+version = "1.0.0"
+[enrollment]
+token = {{ file = "{token}" }}
+[health_check]
+command = ["/bin/true"]
+[slots]
+backend = "directory"
+root = "{slots}"
+"#,
+            state = state.display(),
+            api = server.addr,
+            mqtt = server.mqtt_addr,
+            ca = server.cacert.display(),
+            token = token_file.display(),
+            slots = dir.path().join("slots").display(),
+        );
+        let config_path = dir.path().join("agent.toml");
+        std::fs::write(&config_path, config_text).unwrap();
+        let config = Config::load(&config_path).unwrap();
+        let enroller = Enroller::new(&config, KeyStore::from_config(&config).unwrap()).unwrap();
+        let roots = load_roots(&enroller.ca_pem().unwrap()).unwrap();
+
+        // First start: key generated on the device, enrolled with the token.
+        let v1 = enroller.ensure_enrolled().await.unwrap();
+        assert_eq!(v1.device_id(), "agent-1");
+        let key_mode = std::fs::metadata(state.join("device.key")).unwrap().mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+        assert!(!renew_due(v1.leaf_der(), SystemTime::now()).unwrap());
+        // A restart loads the stored identity instead of enrolling again
+        // (the single-use token would be refused).
+        let reloaded = enroller.ensure_enrolled().await.unwrap();
+        assert_eq!(reloaded.leaf_der(), v1.leaf_der());
+        assert!(enroller.enroll().await.is_err(), "the token is single-use");
+        let after_refusal = enroller.load().unwrap().unwrap();
+        assert_eq!(
+            after_refusal.leaf_der(),
+            v1.leaf_der(),
+            "a failed enrollment keeps the identity"
+        );
+
+        // The stored identity works over mTLS MQTT.
+        assert_eq!(
+            mqtt_connect(&server, &v1, &roots).await,
+            ReasonCode::Success
+        );
+
+        // Automatic renewal at two thirds of the lifetime.
+        let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(v1.clone()));
+        let renewal = tokio::spawn(run_renewal(enroller.clone(), tx));
+        // Until the swap the old identity is the one in use and on disk.
+        assert_eq!(rx.borrow().leaf_der(), v1.leaf_der());
+        assert_eq!(enroller.load().unwrap().unwrap().leaf_der(), v1.leaf_der());
+        assert_eq!(
+            mqtt_connect(&server, &v1, &roots).await,
+            ReasonCode::Success
+        );
+        tokio::time::timeout(Duration::from_secs(60), rx.changed())
+            .await
+            .expect("renewal within 60 s")
+            .unwrap();
+        let renewed_at = SystemTime::now();
+        renewal.abort();
+        let v2 = rx.borrow().clone();
+        assert!(
+            renewed_at >= v1.renew_at(),
+            "renewed before two thirds of the lifetime"
+        );
+
+        // A new certificate for a new key and the same device, valid now.
+        assert_ne!(v2.leaf_der(), v1.leaf_der());
+        assert_ne!(v2.key().spki_der(), v1.key().spki_der(), "a fresh key");
+        assert_eq!(v2.device_id(), "agent-1");
+        assert!(v2.not_before() <= renewed_at && renewed_at < v2.not_after());
+        assert!(v2.not_after() > v1.not_after());
+        assert!(!renew_due(v2.leaf_der(), renewed_at).unwrap());
+        assert_eq!(
+            mqtt_connect(&server, &v2, &roots).await,
+            ReasonCode::Success
+        );
+
+        // Swapped on disk, nothing left over; a restart picks up the new identity.
+        let loaded = enroller.load().unwrap().unwrap();
+        assert_eq!(loaded.leaf_der(), v2.leaf_der());
+        assert_eq!(loaded.key().spki_der(), v2.key().spki_der());
+        assert!(!state.join("device.key.next").exists());
+        assert!(!state.join("device.crt.next").exists());
+        let key_mode = std::fs::metadata(state.join("device.key")).unwrap().mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+
+        // The registry shows the device with both certificates in its history.
+        let device = admin
+            .get_device(&DeviceId::new("agent-1").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(device.device.state, bulwark_types::DeviceState::Active);
+        assert_eq!(
+            device.certificates.len(),
+            2,
+            "the enrolled and the renewed certificate"
+        );
+    });
+}
