@@ -25,6 +25,7 @@ mod message;
 mod metrics;
 mod persist;
 mod session;
+mod system;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +44,7 @@ pub use config::GatewayLimits;
 pub use events::GatewayEvent;
 pub use metrics::{Metrics, PrincipalSnapshot};
 pub use persist::RestoreReport;
+pub use system::{SystemPublish, SystemPublishError, SYSTEM_ORIGIN};
 
 use crate::broker::Broker;
 use crate::events::EventSink;
@@ -249,6 +251,21 @@ impl Gateway {
                 "the server is shutting down",
             );
         }
+    }
+
+    /// Publishes `payload` to `topic` as the server itself (e.g. an OTA
+    /// notification to `devices/<id>/commands/ota`), routed like a
+    /// client's PUBLISH but never retained; `$` topics are refused. Returns
+    /// once the message is durable for the persistent sessions it was
+    /// queued for; deliveries to full queues are dropped, not waited for
+    /// (see [`SystemPublish`]).
+    pub async fn publish_system(
+        &self,
+        topic: bulwark_mqtt::TopicName,
+        payload: bytes::Bytes,
+        qos: bulwark_mqtt::QoS,
+    ) -> Result<SystemPublish, SystemPublishError> {
+        system::publish(&self.shared.broker, topic, payload, qos).await
     }
 
     /// Live and persistent sessions.

@@ -63,6 +63,8 @@ counters! {
     enforcement_rescopes_total => "Sessions whose policy was recompiled by live enforcement.",
     subscriptions_revoked_total => "Subscriptions removed because the policy no longer allows them.",
     wills_published_total => "Will messages published.",
+    system_publishes_total => "Messages published by the server itself (e.g. OTA notifications).",
+    system_publish_dropped_total => "Deliveries of server-published messages dropped because a connected subscriber's queue was full (also in queue_dropped_total).",
     events_dropped_total => "Gateway events dropped because the event bus was full.",
     persistence_errors_total => "Session-store writes that failed.",
 }

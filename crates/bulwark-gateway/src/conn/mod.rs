@@ -25,6 +25,8 @@ use crate::Shared;
 
 mod packets;
 
+pub(crate) use packets::topic_problem;
+
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
