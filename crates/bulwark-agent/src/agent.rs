@@ -12,12 +12,15 @@
 //!    check, then confirm → `healthy`, or roll back → `rolled_back`);
 //! 3. subscribes to `devices/{id}/commands/ota` (before the first report,
 //!    so a server that sees the device report can instruct it);
-//! 4. publishes inventory and posture at start, every report interval and
+//! 4. reports every update step on MQTT (`devices/{id}/ota/status`, for
+//!    observers) and, when the instruction named a rollout, over HTTPS to
+//!    the rollout engine ([`HttpsReporter`], queued, ordered, retried);
+//! 5. publishes inventory and posture at start, every report interval and
 //!    after each update;
-//! 5. runs one update at a time ([`crate::ota::Ota`]); an instruction that
+//! 6. runs one update at a time ([`crate::ota::Ota`]); an instruction that
 //!    is malformed or arrives while one runs is published on
 //!    `devices/{id}/ota/rejected` and ignored;
-//! 6. stops on the `shutdown` future (SIGTERM / ctrl-c in the binary):
+//! 7. stops on the `shutdown` future (SIGTERM / ctrl-c in the binary):
 //!    an update still running is abandoned (its persisted state is finished
 //!    by the next start's boot path) and the link says DISCONNECT.
 //!
@@ -41,13 +44,14 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, SlotBackend};
 use crate::enroll::{load_roots, Enroller};
+use crate::https_report::{HttpsReporter, ReportSettings};
 use crate::identity::Identity;
 use crate::link::{Link, LinkConfig, LinkError, LinkHandle, Message};
 use crate::ota::{Instruction, Ota, OtaSettings};
 use crate::posture::{collect_posture, firmware_version, Inventory};
-use crate::report::{publish_json, DeviceTopics, InventoryReport, MqttReporter, Rejection};
+use crate::report::{publish_json, DeviceTopics, FanOut, InventoryReport, MqttReporter, Rejection};
 use crate::slots::{CommandSlots, DirectorySlots, Slots};
-use crate::update::{HealthCheck, Step, Updater};
+use crate::update::{HealthCheck, Reporter, Step, Updater};
 use crate::{report_chain, AgentError};
 
 /// The configured slots, with what their boot means.
@@ -137,7 +141,15 @@ pub async fn run(
     ));
 
     let platform = Platform::open(&config.slots)?;
-    let reporter = Arc::new(MqttReporter::new(link.clone(), topics.ota_status.clone()));
+    let https = HttpsReporter::spawn(
+        ReportSettings::new(&config.state_dir, &config.server.api_url)?,
+        identity.clone(),
+        roots.clone(),
+    )?;
+    let reporter: Arc<dyn Reporter> = Arc::new(FanOut::new(vec![
+        Arc::new(MqttReporter::new(link.clone(), topics.ota_status.clone())),
+        Arc::new(https.clone()),
+    ]));
     let health = HealthCheck {
         command: config.health_check.command.clone(),
         timeout: config.health_timeout(),
@@ -171,7 +183,7 @@ pub async fn run(
     tokio::select! {
         () = subscribe(&link, &agent.topics.ota_commands) => {}
         () = &mut shutdown => {
-            stop(&link, renewals, None).await;
+            stop(&link, &https, renewals, None).await;
             return Ok(());
         }
     }
@@ -194,7 +206,7 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
-    stop(&link, renewals, running).await;
+    stop(&link, &https, renewals, running).await;
     Ok(())
 }
 
@@ -208,12 +220,19 @@ fn log_boot(result: Result<Option<Step>, AgentError>) {
     }
 }
 
-async fn stop(link: &LinkHandle, renewals: JoinHandle<()>, running: Option<JoinHandle<()>>) {
+async fn stop(
+    link: &LinkHandle,
+    https: &HttpsReporter,
+    renewals: JoinHandle<()>,
+    running: Option<JoinHandle<()>>,
+) {
     if let Some(task) = running.filter(|t| !t.is_finished()) {
         tracing::warn!("abandoning the running update; the next start finishes it");
         task.abort();
     }
     renewals.abort();
+    // Undelivered rollout reports stay in the state directory's queue file.
+    https.stop();
     if tokio::time::timeout(Duration::from_secs(5), link.shutdown())
         .await
         .is_err()

@@ -14,8 +14,12 @@
 //!   verifier has already checked, with health check, confirm or rollback,
 //!   and the anti-rollback floor;
 //! - [`link`]: the mTLS MQTT link (reconnection, bounded queue);
-//! - [`report`]: the topics and JSON the agent publishes, and the
-//!   [`update::Reporter`] over MQTT;
+//! - [`report`]: the topics and JSON the agent publishes, the
+//!   [`update::Reporter`] over MQTT and [`report::FanOut`] (every step to
+//!   several reporters);
+//! - [`https_report`]: the step reports for the server's rollout engine,
+//!   over mTLS HTTPS, queued ([`report_queue`]), ordered, retried and
+//!   persisted in the state directory;
 //! - [`ota`]: update instructions, the TUF check and verified download;
 //! - [`agent`]: `bulwark-agent run` with an identity: link, reports,
 //!   instructions, the boot path and the (in-process, for directory slots)
@@ -29,6 +33,7 @@ pub mod config;
 pub mod enroll;
 mod error;
 mod fsutil;
+pub mod https_report;
 pub mod identity;
 pub mod keys;
 pub mod link;
@@ -37,6 +42,7 @@ pub mod ota;
 pub mod pkcs11;
 pub mod posture;
 pub mod report;
+pub mod report_queue;
 pub mod slots;
 pub mod update;
 

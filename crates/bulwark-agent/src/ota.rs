@@ -252,17 +252,7 @@ impl Ota {
     /// An mTLS HTTPS client with the current identity.
     fn http(&self) -> Result<reqwest::Client, AgentError> {
         let identity = self.identity.borrow().clone();
-        let tls = identity.client_config(self.settings.roots.clone())?;
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .https_only(true)
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| AgentError::Repository {
-                what: "cannot build the https client".into(),
-                source: Some(e),
-            })
+        mtls_client(&identity, self.settings.roots.clone())
     }
 
     /// Loads and verifies the repository metadata.
@@ -334,6 +324,26 @@ impl Ota {
         }
         Ok(body)
     }
+}
+
+/// An HTTPS-only client presenting `identity` (its rustls configuration,
+/// so a PKCS#11 key works too) to a server authenticated by `roots`. The
+/// OTA download and the rollout reports ([`crate::https_report`]) use it.
+pub(crate) fn mtls_client(
+    identity: &Identity,
+    roots: Arc<rustls::RootCertStore>,
+) -> Result<reqwest::Client, AgentError> {
+    let tls = identity.client_config(roots)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .https_only(true)
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| AgentError::Repository {
+            what: "cannot build the https client".into(),
+            source: Some(e),
+        })
 }
 
 /// Creates `dir` if needed and makes it 0700 (only the agent writes it).

@@ -14,6 +14,9 @@
 //! [`crate::ota::Instruction`]). A publish is handed to the link, which
 //! queues QoS 1 messages while disconnected (bounded) and sends them after
 //! the reconnection, so reports made while the link is down are not lost.
+//!
+//! Update steps also go to the server's rollout engine over HTTPS
+//! ([`crate::https_report`]); [`FanOut`] gives each step to both.
 
 use async_trait::async_trait;
 use bulwark_mqtt::{QoS, TopicFilter, TopicName};
@@ -121,9 +124,78 @@ impl Reporter for MqttReporter {
     }
 }
 
+/// A [`Reporter`] handing every step to each of its reporters in turn
+/// (the agent: MQTT for observers, HTTPS for the rollout engine). All are
+/// called even if one fails; the first error is returned.
+pub struct FanOut(Vec<std::sync::Arc<dyn Reporter>>);
+
+impl std::fmt::Debug for FanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FanOut").field(&self.0.len()).finish()
+    }
+}
+
+impl FanOut {
+    pub fn new(reporters: Vec<std::sync::Arc<dyn Reporter>>) -> FanOut {
+        FanOut(reporters)
+    }
+}
+
+#[async_trait]
+impl Reporter for FanOut {
+    async fn report(&self, report: &StepReport) -> Result<(), AgentError> {
+        let mut first = Ok(());
+        for reporter in &self.0 {
+            if let Err(e) = reporter.report(report).await {
+                if first.is_ok() {
+                    first = Err(e);
+                } else {
+                    tracing::warn!(error = %crate::report_chain(&e), "cannot report an update step");
+                }
+            }
+        }
+        first
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Recorder(std::sync::Mutex<Vec<crate::update::Step>>, bool);
+
+    #[async_trait]
+    impl Reporter for Recorder {
+        async fn report(&self, report: &StepReport) -> Result<(), AgentError> {
+            self.0.lock().unwrap().push(report.state);
+            if self.1 {
+                return Err(AgentError::Update("recorder down".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn fan_out_reaches_every_reporter_even_after_a_failure() {
+        use crate::update::Step;
+        use std::sync::Arc;
+        let failing = Arc::new(Recorder(Default::default(), true));
+        let working = Arc::new(Recorder(Default::default(), false));
+        let fan = FanOut::new(vec![failing.clone(), working.clone()]);
+        let report = StepReport {
+            device_id: "d1".into(),
+            target: "fw".into(),
+            version: "2.0.0".into(),
+            state: Step::Healthy,
+            reason: None,
+            rollout: Some("r-1".into()),
+            at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let err = fan.report(&report).await.unwrap_err();
+        assert!(err.to_string().contains("recorder down"), "{err}");
+        assert_eq!(*failing.0.lock().unwrap(), [Step::Healthy]);
+        assert_eq!(*working.0.lock().unwrap(), [Step::Healthy]);
+    }
 
     #[test]
     fn topics_are_under_the_device_prefix() {
