@@ -20,12 +20,14 @@ use utoipa::ToSchema;
 
 pub use manufacturer::{CreateManufacturerCa, DeletedManufacturerCa, ManufacturerCaDetail};
 pub use mqtt::{DeviceView, MqttCounters, MqttSession};
-pub use ota::{ArtifactStored, CreateRelease, PreparedRelease};
+pub use ota::{
+    ArtifactStored, CreateRelease, CreateRollout, DeviceReport, PreparedRelease, RolloutCommand,
+};
 
 pub use bulwark_types::{
     CertKind, Certificate, Claim, Device, DeviceDetail, DeviceState, EnrollToken, Group, JitMode,
     ManufacturerCa, ManufacturerCertificate, OperatorToken, OtaRelease, PolicySummary,
-    PolicyTarget, PolicyVersion, Service,
+    PolicyTarget, PolicyVersion, Rollout, RolloutDevice, RolloutPlan, RolloutSelector, Service,
 };
 
 /// Media type of RFC 9457 problem details.

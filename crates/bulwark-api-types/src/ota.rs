@@ -42,3 +42,35 @@ pub struct PreparedRelease {
     /// Canonical JSON text of the unsigned targets metadata.
     pub unsigned_targets: String,
 }
+
+/// `POST /v1/ota/rollouts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRollout {
+    /// The published release to install.
+    pub release: String,
+    /// Which active devices (all conditions); empty selects every active device.
+    #[serde(default)]
+    pub selector: bulwark_types::RolloutSelector,
+    pub plan: bulwark_types::RolloutPlan,
+}
+
+/// `POST /v1/ota/rollouts/{id}/{pause|resume|cancel}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutCommand {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/ota/reports`: a device's step in a rollout (mTLS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceReport {
+    pub rollout: String,
+    pub release: String,
+    /// `downloading`, `verifying`, `installing`, `rebooting`, `healthy`,
+    /// `failed` or `rolled_back`.
+    pub step: String,
+    pub reason: Option<String>,
+}

@@ -35,6 +35,8 @@ use crate::routes;
         routes::list_mqtt_sessions, routes::disconnect_mqtt_session, routes::metrics,
         routes::upload_artifact, routes::prepare_release, routes::create_release,
         routes::list_releases, routes::get_release, routes::tuf_file,
+        routes::create_rollout, routes::list_rollouts, routes::get_rollout,
+        routes::rollout_devices, routes::control_rollout, routes::device_report,
     ),
     components(schemas(bulwark_api_types::Problem)),
     modifiers(&Bearer),

@@ -246,4 +246,32 @@ pub enum AuditEvent {
     OtaRootPublished {
         version: u64,
     },
+    /// A rollout of `release` was created over `devices` devices.
+    RolloutCreated {
+        id: String,
+        release: String,
+        devices: u64,
+    },
+    /// A phase started: its devices are notified.
+    RolloutPhaseStarted {
+        id: String,
+        phase: u32,
+        devices: u64,
+    },
+    /// Paused, resumed, completed or cancelled (by an operator, or by the
+    /// abort policy with the reason).
+    RolloutStatusChanged {
+        id: String,
+        status: String,
+        reason: Option<String>,
+    },
+    /// A device's update ended (healthy, failed, rolled back), or it is
+    /// retried (`queued` again).
+    RolloutDeviceFinished {
+        id: String,
+        device_id: DeviceId,
+        step: String,
+        reason: Option<String>,
+        attempts: u32,
+    },
 }

@@ -79,3 +79,49 @@ impl Client {
         self.send_bytes(self.request(Method::GET, url)).await
     }
 }
+
+impl Client {
+    /// `POST /v1/ota/rollouts`.
+    pub async fn create_rollout(
+        &self,
+        req: &bulwark_api_types::CreateRollout,
+    ) -> Result<bulwark_api_types::Rollout, ClientError> {
+        let url = self.url(&["v1", "ota", "rollouts"], &[]);
+        self.send_json(self.request(Method::POST, url).json(req))
+            .await
+    }
+
+    /// `GET /v1/ota/rollouts`.
+    pub async fn list_rollouts(&self) -> Result<Vec<bulwark_api_types::Rollout>, ClientError> {
+        let url = self.url(&["v1", "ota", "rollouts"], &[]);
+        self.send_json(self.request(Method::GET, url)).await
+    }
+
+    /// `GET /v1/ota/rollouts/{id}`.
+    pub async fn get_rollout(&self, id: &str) -> Result<bulwark_api_types::Rollout, ClientError> {
+        let url = self.url(&["v1", "ota", "rollouts", id], &[]);
+        self.send_json(self.request(Method::GET, url)).await
+    }
+
+    /// `GET /v1/ota/rollouts/{id}/devices`.
+    pub async fn rollout_devices(
+        &self,
+        id: &str,
+    ) -> Result<Vec<bulwark_api_types::RolloutDevice>, ClientError> {
+        let url = self.url(&["v1", "ota", "rollouts", id, "devices"], &[]);
+        self.send_json(self.request(Method::GET, url)).await
+    }
+
+    /// `POST /v1/ota/rollouts/{id}/{pause|resume|cancel}`.
+    pub async fn control_rollout(
+        &self,
+        id: &str,
+        command: &str,
+        reason: Option<String>,
+    ) -> Result<bulwark_api_types::Rollout, ClientError> {
+        let url = self.url(&["v1", "ota", "rollouts", id, command], &[]);
+        let body = bulwark_api_types::RolloutCommand { reason };
+        self.send_json(self.request(Method::POST, url).json(&body))
+            .await
+    }
+}

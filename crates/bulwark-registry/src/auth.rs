@@ -40,6 +40,8 @@ pub enum Action {
     ManageReleases,
     /// List releases and rollouts.
     ReadOta,
+    /// Pause, resume and cancel rollouts.
+    ControlRollouts,
 }
 
 impl Action {
@@ -63,6 +65,7 @@ impl Action {
             Self::ReadManufacturerCas => "read manufacturer CAs",
             Self::ManageReleases => "manage OTA releases",
             Self::ReadOta => "read OTA releases and rollouts",
+            Self::ControlRollouts => "pause, resume and cancel rollouts",
         }
     }
 
@@ -87,7 +90,10 @@ impl Action {
             ),
             Role::Enroller => matches!(self, ReadGroups | CreateEnrollToken),
             Role::ReleaseManager => {
-                matches!(self, ReadGroups | ReadInventory | ManageReleases | ReadOta)
+                matches!(
+                    self,
+                    ReadGroups | ReadInventory | ManageReleases | ReadOta | ControlRollouts
+                )
             }
         }
     }
@@ -255,6 +261,7 @@ mod tests {
             (ReadManufacturerCas, true, true, true, false, false),
             (ManageReleases, true, false, false, false, true),
             (ReadOta, true, true, true, false, true),
+            (ControlRollouts, true, true, false, false, true),
         ];
         for (action, admin, operator, auditor, enroller, release) in table {
             for (role, expect) in [

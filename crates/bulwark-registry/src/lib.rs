@@ -21,6 +21,7 @@ mod mqtt;
 mod ota;
 mod policy;
 mod registry;
+mod rollout;
 mod secrets;
 mod service;
 
@@ -39,4 +40,5 @@ pub use policy::{
     PolicyTestOutcome, PolicyView,
 };
 pub use registry::{Registry, RegistryConfig};
+pub use rollout::{rollout_spec, Notifier};
 pub use secrets::{hash_secret, new_secret, SecretKind};

@@ -289,6 +289,26 @@ pub async fn run(cfg: Config) -> Result<()> {
         .as_ref()
         .map(tokio::net::TcpListener::local_addr)
         .transpose()?;
+    {
+        // The rollout engine: every second, each running rollout moves on
+        // (time-outs, retries, soak, phases, completion, abort); devices
+        // are told over MQTT.
+        let registry = registry.clone();
+        let notifier = GatewayNotifier(gateway.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = registry
+                    .ota_rollout_tick(&notifier, time::OffsetDateTime::now_utc())
+                    .await
+                {
+                    tracing::error!(error = %e, "rollout engine pass failed");
+                }
+            }
+        });
+    }
     let limits = Limits::new(cfg.limits);
     limits.spawn_pruner();
     let app = bulwark_api::router(Arc::new(AppState {
@@ -491,4 +511,31 @@ fn server_cert_record(der: &[u8], names: &[String]) -> Result<NewCert> {
 
 fn sha256_hex(der: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref())
+}
+
+/// Tells devices of a rollout over MQTT: `devices/<id>/commands/ota`,
+/// QoS 1, `{"release": ..., "rollout": ...}`.
+struct GatewayNotifier(bulwark_gateway::Gateway);
+
+#[async_trait::async_trait]
+impl bulwark_registry::Notifier for GatewayNotifier {
+    async fn notify(&self, device: &bulwark_types::DeviceId, rollout: &str, release: &str) {
+        let topic = format!("devices/{device}/commands/ota");
+        let Ok(topic) = bulwark_mqtt::TopicName::new(topic) else {
+            tracing::error!(%device, "no command topic for this device id");
+            return;
+        };
+        let payload = serde_json::json!({ "release": release, "rollout": rollout }).to_string();
+        match self
+            .0
+            .publish_system(topic, payload.into(), bulwark_mqtt::QoS::AtLeastOnce)
+            .await
+        {
+            Ok(p) if p.queued == 0 => {
+                tracing::warn!(%device, rollout, "update notification reached no session: the device is not subscribed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(%device, rollout, error = %e, "update notification failed"),
+        }
+    }
 }

@@ -27,11 +27,11 @@ use bulwark_types::{
 
 pub use error::StoreError;
 pub use model::{
-    BindKind, Bound, CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment,
-    ManufacturerBinding, ManufacturerCaRecord, ManufacturerCertRecord, NewCert, NewClaim,
-    NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion,
-    NewService, PolicyRecord, PolicyWrite, Reenrollment, RevokedCert, ServiceRecord, StoredPolicy,
-    TokenHash, Transition,
+    BindKind, Bound, CertRecord, DeviceFilter, DeviceStepChange, DeviceUpdate, EnrollAuth,
+    Enrollment, ManufacturerBinding, ManufacturerCaRecord, ManufacturerCertRecord, NewCert,
+    NewClaim, NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken,
+    NewPolicyVersion, NewRollout, NewService, PolicyRecord, PolicyWrite, Reenrollment, RevokedCert,
+    ServiceRecord, StoredPolicy, TokenHash, Transition,
 };
 pub use mqtt::{
     MqttOp, MqttSnapshot, MqttStore, MqttStoreStats, StoredMessage, StoredRetained, StoredSession,
@@ -165,6 +165,49 @@ pub trait Store: Send + Sync + 'static {
     /// Audits a new root of the OTA repository (created or rotated).
     async fn ota_root_published(&self, version: u64, actor: Actor) -> Result<()>;
     async fn list_ota_releases(&self) -> Result<Vec<OtaRelease>>;
+    /// Creates a rollout (status `running`, no phase started) with its
+    /// devices `queued`; audited. The release must exist.
+    async fn create_rollout(
+        &self,
+        rollout: NewRollout,
+        actor: Actor,
+    ) -> Result<bulwark_types::Rollout>;
+    async fn get_rollout(&self, id: &str) -> Result<Option<bulwark_types::Rollout>>;
+    async fn list_rollouts(&self) -> Result<Vec<bulwark_types::Rollout>>;
+    async fn rollout_devices(&self, id: &str) -> Result<Vec<bulwark_types::RolloutDevice>>;
+    async fn rollout_device(
+        &self,
+        id: &str,
+        device: &DeviceId,
+    ) -> Result<Option<bulwark_types::RolloutDevice>>;
+    /// A device's steps with their times and reasons, oldest first.
+    async fn rollout_device_history(
+        &self,
+        id: &str,
+        device: &DeviceId,
+    ) -> Result<Vec<(String, Option<String>, time::OffsetDateTime)>>;
+    /// Sets the status (and reason); audited.
+    async fn set_rollout_status(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<String>,
+        actor: Actor,
+    ) -> Result<bulwark_types::Rollout>;
+    /// Starts `phase` of a running rollout: its queued devices become
+    /// `notified` (returned, to be told); audited.
+    async fn start_rollout_phase(
+        &self,
+        id: &str,
+        phase: u32,
+        actor: Actor,
+    ) -> Result<Vec<DeviceId>>;
+    /// When the current phase's soak started (`None` clears it).
+    async fn set_rollout_soak(&self, id: &str, at: Option<time::OffsetDateTime>) -> Result<()>;
+    /// Applies a device's step change if it is still at `change.from`;
+    /// returns whether it applied.
+    async fn set_rollout_device_step(&self, change: DeviceStepChange, actor: Actor)
+        -> Result<bool>;
     async fn get_ota_release(&self, name: &str) -> Result<Option<OtaRelease>>;
 
     // --- service principals -------------------------------------------------

@@ -256,3 +256,33 @@ pub struct Bound {
     pub device: bulwark_types::Device,
     pub kind: BindKind,
 }
+
+/// A rollout to create: its devices are already selected and assigned to
+/// phases (0-based).
+#[derive(Debug, Clone)]
+pub struct NewRollout {
+    pub id: String,
+    pub release: String,
+    pub plan: bulwark_types::RolloutPlan,
+    pub selector: bulwark_types::RolloutSelector,
+    pub devices: Vec<(DeviceId, u32)>,
+}
+
+/// One device's step change, applied only if the device is still at
+/// `from` (compare-and-set).
+#[derive(Debug, Clone)]
+pub struct DeviceStepChange {
+    pub rollout: String,
+    pub device: DeviceId,
+    pub from: String,
+    pub to: String,
+    pub reason: Option<String>,
+    /// Counts a new attempt (a retry).
+    pub new_attempt: bool,
+    /// Sets `notified_at` to now.
+    pub notify: bool,
+    /// Records a security signal against the device.
+    pub flag: Option<String>,
+    /// Writes an audit entry (the end of its update, or a retry).
+    pub audit: bool,
+}

@@ -18,7 +18,9 @@ mod ota;
 mod records;
 
 pub use manufacturer::{JitMode, ManufacturerCa, ManufacturerCertificate};
-pub use ota::OtaRelease;
+pub use ota::{
+    OtaRelease, PhaseProgress, Rollout, RolloutDevice, RolloutPhase, RolloutPlan, RolloutSelector,
+};
 pub use records::{
     CertKind, Certificate, Claim, Device, DeviceDetail, EnrollToken, Group, OperatorToken,
     PolicySummary, PolicyTarget, PolicyVersion, Service,

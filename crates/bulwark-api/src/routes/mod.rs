@@ -9,6 +9,7 @@ mod manufacturer;
 mod mqtt;
 mod ota;
 mod policies;
+mod rollout;
 mod services;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub(crate) use manufacturer::*;
 pub(crate) use mqtt::*;
 pub(crate) use ota::*;
 pub(crate) use policies::*;
+pub(crate) use rollout::*;
 pub(crate) use services::*;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -101,6 +103,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/ota/releases/prepare", post(prepare_release))
         .route("/ota/releases/{name}", get(get_release))
         .route("/ota/tuf/{*path}", get(tuf_file))
+        .route("/ota/rollouts", get(list_rollouts).post(create_rollout))
+        .route("/ota/rollouts/{id}", get(get_rollout))
+        .route("/ota/rollouts/{id}/devices", get(rollout_devices))
+        .route("/ota/rollouts/{id}/{command}", post(control_rollout))
+        .route("/ota/reports", post(device_report))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let est = Router::new()
         .route("/cacerts", get(est_cacerts))

@@ -25,6 +25,7 @@ mod mqtt;
 mod ota;
 mod output;
 mod policy;
+mod rollout;
 mod service;
 mod token;
 

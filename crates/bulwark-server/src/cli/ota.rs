@@ -31,6 +31,11 @@ enum OtaSub {
         #[command(subcommand)]
         cmd: ReleaseSub,
     },
+    /// Rollouts: create, list, status (--watch), pause, resume, cancel.
+    Rollout {
+        #[command(subcommand)]
+        cmd: super::rollout::RolloutSub,
+    },
     /// Sign targets metadata offline with a key file (no server needed).
     ///
     /// Prints what the metadata lists (version, expiry, each target with
@@ -130,7 +135,9 @@ pub fn run_offline(cmd: OtaCmd) -> anyhow::Result<ExitCode> {
                 out.display()
             ))?;
         }
-        OtaSub::Release { .. } => unreachable!("release commands need a server"),
+        OtaSub::Release { .. } | OtaSub::Rollout { .. } => {
+            unreachable!("release and rollout commands need a server")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -189,8 +196,10 @@ fn describe(bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 pub(super) async fn run(cmd: OtaCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let OtaSub::Release { cmd } = cmd.cmd else {
-        return run_offline(cmd);
+    let cmd = match cmd.cmd {
+        OtaSub::Release { cmd } => cmd,
+        OtaSub::Rollout { cmd } => return super::rollout::run(cmd, ctx).await,
+        other => return run_offline(OtaCmd { cmd: other }),
     };
     match cmd {
         ReleaseSub::Create {

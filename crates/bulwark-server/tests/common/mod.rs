@@ -2,6 +2,7 @@
 //! temporary data directory, and gives typed clients, CSRs and CLI runs.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod mqtt;
 
 use std::path::{Path, PathBuf};

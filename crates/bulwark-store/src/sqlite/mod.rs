@@ -9,6 +9,7 @@ mod manufacturer;
 mod ops;
 mod ota;
 mod policies;
+mod rollout;
 mod rows;
 mod schema;
 mod writer;

@@ -5,20 +5,20 @@ use bulwark_audit::{Actor, AuditEvent, Checkpoint, EnrollMethod, Entry};
 use bulwark_types::{
     CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState,
     EnrollToken, Group, ManufacturerCaName, OperatorToken, OtaRelease, PolicyName, PolicySummary,
-    PolicyTarget, RevocationReason, Service, ServiceName,
+    PolicyTarget, RevocationReason, Rollout, RolloutDevice, Service, ServiceName,
 };
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::{self, ms};
 use super::writer::{rfc3339, WriteTx};
 use super::{audit_entry, read_checkpoints, SqliteStore};
-use super::{manufacturer, ota, policies};
+use super::{manufacturer, ota, policies, rollout};
 use crate::{
-    Bound, CertRecord, DeviceFilter, DeviceUpdate, EnrollAuth, Enrollment, ManufacturerBinding,
-    ManufacturerCaRecord, ManufacturerCertRecord, NewCert, NewClaim, NewDevice, NewEnrollToken,
-    NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion, NewService, PolicyRecord,
-    PolicyWrite, Reenrollment, Result, RevokedCert, ServiceRecord, Store, StoreError, StoredPolicy,
-    TokenHash, Transition,
+    Bound, CertRecord, DeviceFilter, DeviceStepChange, DeviceUpdate, EnrollAuth, Enrollment,
+    ManufacturerBinding, ManufacturerCaRecord, ManufacturerCertRecord, NewCert, NewClaim,
+    NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion,
+    NewRollout, NewService, PolicyRecord, PolicyWrite, Reenrollment, Result, RevokedCert,
+    ServiceRecord, Store, StoreError, StoredPolicy, TokenHash, Transition,
 };
 
 pub(super) fn insert_cert(tx: &WriteTx<'_>, c: &NewCert) -> Result<()> {
@@ -743,6 +743,76 @@ impl Store for SqliteStore {
 
     async fn ota_root_published(&self, version: u64, actor: Actor) -> Result<()> {
         self.write(move |tx| ota::root_published(tx, version, &actor))
+            .await
+    }
+
+    async fn create_rollout(&self, r: NewRollout, actor: Actor) -> Result<Rollout> {
+        self.write(move |tx| rollout::create(tx, r, &actor)).await
+    }
+
+    async fn get_rollout(&self, id: &str) -> Result<Option<Rollout>> {
+        let id = id.to_owned();
+        self.read(move |c| rollout::get(c, &id)).await
+    }
+
+    async fn list_rollouts(&self) -> Result<Vec<Rollout>> {
+        self.read(rollout::list).await
+    }
+
+    async fn rollout_devices(&self, id: &str) -> Result<Vec<RolloutDevice>> {
+        let id = id.to_owned();
+        self.read(move |c| rollout::devices(c, &id)).await
+    }
+
+    async fn rollout_device(&self, id: &str, device: &DeviceId) -> Result<Option<RolloutDevice>> {
+        let (id, device) = (id.to_owned(), device.clone());
+        self.read(move |c| rollout::device(c, &id, &device)).await
+    }
+
+    async fn rollout_device_history(
+        &self,
+        id: &str,
+        device: &DeviceId,
+    ) -> Result<Vec<(String, Option<String>, time::OffsetDateTime)>> {
+        let (id, device) = (id.to_owned(), device.clone());
+        self.read(move |c| rollout::device_history(c, &id, &device))
+            .await
+    }
+
+    async fn set_rollout_status(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<String>,
+        actor: Actor,
+    ) -> Result<Rollout> {
+        let (id, status) = (id.to_owned(), status.to_owned());
+        self.write(move |tx| rollout::set_status(tx, &id, &status, reason, &actor))
+            .await
+    }
+
+    async fn start_rollout_phase(
+        &self,
+        id: &str,
+        phase: u32,
+        actor: Actor,
+    ) -> Result<Vec<DeviceId>> {
+        let id = id.to_owned();
+        self.write(move |tx| rollout::start_phase(tx, &id, phase, &actor))
+            .await
+    }
+
+    async fn set_rollout_soak(&self, id: &str, at: Option<time::OffsetDateTime>) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |tx| rollout::set_soak(tx, &id, at)).await
+    }
+
+    async fn set_rollout_device_step(
+        &self,
+        change: DeviceStepChange,
+        actor: Actor,
+    ) -> Result<bool> {
+        self.write(move |tx| rollout::set_device_step(tx, change, &actor))
             .await
     }
 

@@ -170,6 +170,43 @@ CREATE TABLE ota_releases (
     published_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Rollouts of OTA releases: the plan, where it is, one row per device and
+-- the timestamped history of every device's steps.
+CREATE TABLE ota_rollouts (
+    id TEXT PRIMARY KEY,
+    release TEXT NOT NULL REFERENCES ota_releases(name),
+    plan TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'paused', 'completed', 'cancelled')),
+    reason TEXT,
+    phase INTEGER,
+    soak_started_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE ota_rollout_devices (
+    rollout TEXT NOT NULL REFERENCES ota_rollouts(id),
+    device TEXT NOT NULL,
+    phase INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    reason TEXT,
+    flagged TEXT,
+    notified_at INTEGER,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (rollout, device)
+) WITHOUT ROWID;
+CREATE INDEX ota_rollout_devices_device ON ota_rollout_devices(device);
+CREATE TABLE ota_rollout_history (
+    rollout TEXT NOT NULL,
+    device TEXT NOT NULL,
+    step TEXT NOT NULL,
+    reason TEXT,
+    at INTEGER NOT NULL
+);
+CREATE INDEX ota_rollout_history_device ON ota_rollout_history(rollout, device);
+"#,
 ];
 
 /// Connection settings every connection gets.
