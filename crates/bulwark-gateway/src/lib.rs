@@ -379,6 +379,14 @@ impl Gateway {
         }
     }
 
+    /// Whether the device holds a connected session now.
+    pub fn is_connected(&self, device: &bulwark_types::DeviceId) -> bool {
+        self.shared
+            .broker
+            .session(device.as_str())
+            .is_some_and(|s| s.lock().link.is_some())
+    }
+
     /// Per-principal counters (device id, or `service:NAME`).
     pub fn principal_counters(&self, key: &str) -> Option<PrincipalSnapshot> {
         self.shared.broker.metrics.principal_snapshot(key)

@@ -40,5 +40,5 @@ pub use policy::{
     PolicyTestOutcome, PolicyView,
 };
 pub use registry::{Registry, RegistryConfig};
-pub use rollout::{rollout_spec, Notifier};
+pub use rollout::{rollout_spec, EngineMemory, Fleet};
 pub use secrets::{hash_secret, new_secret, SecretKind};

@@ -3,11 +3,20 @@
 //!
 //! Decisions are `bulwark_ota::rollout`'s (pure); this module reads the
 //! store, asks, and applies the answer through the store's atomic
-//! operations. Devices are told by a [`Notifier`] (the MQTT gateway, in
-//! the server). A device is notified when its phase starts and again on a
-//! retry (its step goes back to `queued` and the next tick re-notifies it);
-//! a notification lost in a crash is repaired by the device timeout.
+//! operations. Devices are told, and watched, through a [`Fleet`] (the MQTT
+//! gateway, in the server). A device is notified when its phase starts and
+//! again on a retry (its step goes back to `queued` and the next tick
+//! re-notifies it); a notification lost in a crash is repaired by the
+//! device timeout.
+//!
+//! Security signals count against a rollout like install failures: an
+//! updated (healthy) device that fails MQTT authentication after updating,
+//! or has no MQTT session for the plan's `silence_secs`, is flagged (and
+//! audited). Authentication failures are compared with the count the
+//! engine saw when it first found the device healthy ([`EngineMemory`],
+//! in memory: a restart takes a new baseline).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,10 +32,22 @@ use time::OffsetDateTime;
 use crate::auth::{Action, DeviceIdentity};
 use crate::{Operator, Registry, RegistryError};
 
-/// Tells a device to install a release.
+/// The fleet as the engine sees it: tell a device to install a release,
+/// and what the gateway knows of it.
 #[async_trait]
-pub trait Notifier: Send + Sync {
+pub trait Fleet: Send + Sync {
     async fn notify(&self, device: &DeviceId, rollout: &str, release: &str);
+    /// Whether the device holds a connected MQTT session.
+    fn connected(&self, device: &DeviceId) -> bool;
+    /// Failed MQTT authentications of the device since the server started.
+    fn auth_failures(&self, device: &DeviceId) -> u64;
+}
+
+/// What the engine remembers between passes.
+#[derive(Debug, Default)]
+pub struct EngineMemory {
+    /// Authentication failures of each healthy device when first seen so.
+    auth_baseline: HashMap<(String, DeviceId), u64>,
 }
 
 /// Parses and checks a plan.
@@ -70,6 +91,9 @@ pub fn rollout_spec(plan: &RolloutPlan) -> Result<RolloutSpec, RegistryError> {
         max_retries: plan.max_retries,
     };
     spec.validate().map_err(|e| bad(e.to_string()))?;
+    if !(1..=30 * 24 * 3600).contains(&plan.silence_secs) {
+        return Err(bad("silence_secs must be between 1 second and 30 days".into()));
+    }
     Ok(spec)
 }
 
@@ -301,12 +325,19 @@ impl Registry {
     /// retries, soak, next phase, completion, abort.
     pub async fn ota_rollout_tick(
         &self,
-        notifier: &dyn Notifier,
+        fleet: &dyn Fleet,
+        memory: &mut EngineMemory,
         now: OffsetDateTime,
     ) -> Result<(), RegistryError> {
-        for r in self.store.list_rollouts().await? {
+        let rollouts = self.store.list_rollouts().await?;
+        memory.auth_baseline.retain(|(id, _), _| {
+            rollouts
+                .iter()
+                .any(|r| r.id == *id && r.status == "running")
+        });
+        for r in rollouts {
             if r.status == "running" {
-                if let Err(e) = self.tick_one(&r, notifier, now).await {
+                if let Err(e) = self.tick_one(&r, fleet, memory, now).await {
                     tracing::error!(rollout = %r.id, error = %e, "rollout step failed");
                 }
             }
@@ -314,16 +345,71 @@ impl Registry {
         Ok(())
     }
 
+    /// Flags updated devices that fail authentication or go silent.
+    async fn watch_updated(
+        &self,
+        r: &Rollout,
+        d: &RolloutDevice,
+        fleet: &dyn Fleet,
+        memory: &mut EngineMemory,
+        now: OffsetDateTime,
+    ) -> Result<(), RegistryError> {
+        let failures = fleet.auth_failures(&d.device);
+        let baseline = *memory
+            .auth_baseline
+            .entry((r.id.clone(), d.device.clone()))
+            .or_insert(failures);
+        let silence = Duration::from_secs(r.plan.silence_secs);
+        let flag = if failures > baseline {
+            Some(format!(
+                "{} failed MQTT authentication(s) since updating",
+                failures - baseline
+            ))
+        } else if !fleet.connected(&d.device) && now - d.updated_at >= silence {
+            Some(format!(
+                "silent: no MQTT session for {} s since updating",
+                silence.as_secs()
+            ))
+        } else {
+            None
+        };
+        let Some(flag) = flag else { return Ok(()) };
+        tracing::warn!(rollout = %r.id, device = %d.device, %flag, "updated device flagged");
+        self.store
+            .set_rollout_device_step(
+                DeviceStepChange {
+                    rollout: r.id.clone(),
+                    device: d.device.clone(),
+                    from: "healthy".into(),
+                    to: "healthy".into(),
+                    reason: Some(flag.clone()),
+                    new_attempt: false,
+                    notify: false,
+                    flag: Some(flag),
+                    audit: true,
+                },
+                Actor::System,
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn tick_one(
         &self,
         r: &Rollout,
-        notifier: &dyn Notifier,
+        fleet: &dyn Fleet,
+        memory: &mut EngineMemory,
         now: OffsetDateTime,
     ) -> Result<(), RegistryError> {
         let spec = rollout_spec(&r.plan)?;
-        // Silent devices time out (and are retried while the plan allows).
+        // Silent devices time out (and are retried while the plan allows);
+        // updated ones are watched for security signals.
         for d in self.store.rollout_devices(&r.id).await? {
             let step = step_of(&d)?;
+            if step == DeviceStep::Healthy && d.flagged.is_none() {
+                self.watch_updated(r, &d, fleet, memory, now).await?;
+                continue;
+            }
             let Some(notified) = d.notified_at else {
                 continue;
             };
@@ -359,7 +445,7 @@ impl Registry {
         if let Some(current) = r.phase {
             for (p, progress) in r.phases.iter().enumerate().take(current as usize + 1) {
                 if progress.queued > 0 {
-                    self.start_phase(&r, p as u32, notifier).await?;
+                    self.start_phase(&r, p as u32, fleet).await?;
                 }
             }
         }
@@ -378,7 +464,7 @@ impl Registry {
         match spec.evaluate(&started, r.soak_started_at, now) {
             Verdict::Wait => {}
             Verdict::SoakStarted => self.store.set_rollout_soak(&r.id, Some(now)).await?,
-            Verdict::Advance { to } => self.start_phase(&r, to as u32, notifier).await?,
+            Verdict::Advance { to } => self.start_phase(&r, to as u32, fleet).await?,
             Verdict::Complete => {
                 self.store
                     .set_rollout_status(&r.id, "completed", None, Actor::System)
@@ -402,14 +488,14 @@ impl Registry {
         &self,
         r: &Rollout,
         phase: u32,
-        notifier: &dyn Notifier,
+        fleet: &dyn Fleet,
     ) -> Result<(), RegistryError> {
         let devices = self
             .store
             .start_rollout_phase(&r.id, phase, Actor::System)
             .await?;
         for d in &devices {
-            notifier.notify(d, &r.id, &r.release).await;
+            fleet.notify(d, &r.id, &r.release).await;
         }
         Ok(())
     }

@@ -294,14 +294,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         // (time-outs, retries, soak, phases, completion, abort); devices
         // are told over MQTT.
         let registry = registry.clone();
-        let notifier = GatewayNotifier(gateway.clone());
+        let fleet = GatewayFleet(gateway.clone());
         tokio::spawn(async move {
+            let mut memory = bulwark_registry::EngineMemory::default();
             let mut every = tokio::time::interval(Duration::from_secs(1));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
                 if let Err(e) = registry
-                    .ota_rollout_tick(&notifier, time::OffsetDateTime::now_utc())
+                    .ota_rollout_tick(&fleet, &mut memory, time::OffsetDateTime::now_utc())
                     .await
                 {
                     tracing::error!(error = %e, "rollout engine pass failed");
@@ -513,12 +514,23 @@ fn sha256_hex(der: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref())
 }
 
-/// Tells devices of a rollout over MQTT: `devices/<id>/commands/ota`,
-/// QoS 1, `{"release": ..., "rollout": ...}`.
-struct GatewayNotifier(bulwark_gateway::Gateway);
+/// The fleet through the gateway: devices of a rollout are told over MQTT
+/// (`devices/<id>/commands/ota`, QoS 1, `{"release": ..., "rollout": ...}`),
+/// and watched (session, failed authentications).
+struct GatewayFleet(bulwark_gateway::Gateway);
 
 #[async_trait::async_trait]
-impl bulwark_registry::Notifier for GatewayNotifier {
+impl bulwark_registry::Fleet for GatewayFleet {
+    fn connected(&self, device: &bulwark_types::DeviceId) -> bool {
+        self.0.is_connected(device)
+    }
+
+    fn auth_failures(&self, device: &bulwark_types::DeviceId) -> u64 {
+        self.0
+            .principal_counters(device.as_str())
+            .map_or(0, |c| c.auth_failures)
+    }
+
     async fn notify(&self, device: &bulwark_types::DeviceId, rollout: &str, release: &str) {
         let topic = format!("devices/{device}/commands/ota");
         let Ok(topic) = bulwark_mqtt::TopicName::new(topic) else {

@@ -50,6 +50,7 @@ fn plan(phases: &[&str], max_failure_percent: u8, min_failures: u32) -> RolloutP
         abort_action: "pause".into(),
         device_timeout_secs: 600,
         max_retries: 0,
+        silence_secs: 300,
     }
 }
 
@@ -241,6 +242,87 @@ fn failures_at_the_threshold_pause_the_rollout_and_later_phases_are_untouched() 
         assert!(
             log.contains("rollout_status_changed") && log.contains("bad build"),
             "{log}"
+        );
+    });
+}
+
+/// Phase 1 of two devices soaks 30 s; an updated device is then watched.
+fn watched_plan(silence_secs: u64) -> RolloutPlan {
+    let mut p = plan(&["1", "100%"], 50, 1);
+    p.phases[0].min_soak_secs = 30;
+    p.silence_secs = silence_secs;
+    p
+}
+
+#[test]
+fn an_updated_device_that_fails_authentication_or_goes_silent_stops_the_rollout() {
+    let server = Server::start("");
+    publish_release(&server, "fw-3");
+    rt().block_on(async {
+        // Authentication failure after updating.
+        let devices = fleet(&server, 2).await;
+        let mut conn = listening(&server, &devices[0]).await;
+        let r = create(&server, watched_plan(300)).await;
+        told(&mut conn).await;
+        assert_eq!(report(&server, &devices[0], &r.id, "healthy").await, 204);
+        wait_for(&server, &r.id, "the soak", |r| r.soak_started_at.is_some()).await;
+        // Its certificate now presented with another device's client id:
+        // refused at CONNECT, a failed authentication of gw-00.
+        let mut bad = Raw::tls(&server, Some(&devices[0])).await.unwrap();
+        let ack = bad
+            .handshake(common::mqtt::connect_packet(
+                bulwark_mqtt::ProtocolVersion::V5,
+                "gw-01",
+            ))
+            .await
+            .expect("CONNACK");
+        assert_ne!(ack.reason_code, bulwark_mqtt::ReasonCode::Success);
+        let paused = wait_for(&server, &r.id, "the abort", |r| r.status == "paused").await;
+        assert_eq!(paused.phases[0].flagged, 1, "{:?}", paused.phases);
+        assert_eq!(paused.phases[1].queued, 1, "phase 2 never told");
+        let d = server.client().rollout_devices(&r.id).await.unwrap();
+        let flagged = d.iter().find(|d| d.device.as_str() == "gw-00").unwrap();
+        assert!(
+            flagged
+                .flagged
+                .as_deref()
+                .unwrap_or("")
+                .contains("authentication"),
+            "{flagged:?}"
+        );
+        server
+            .client()
+            .control_rollout(&r.id, "cancel", None)
+            .await
+            .unwrap();
+
+        // Silence after updating: the device's session goes away.
+        let quiet = enroll(&server, "quiet", "quiet-0").await;
+        let _other = enroll(&server, "quiet", "quiet-1").await;
+        let mut conn = listening(&server, &quiet).await;
+        let r = server
+            .client()
+            .create_rollout(&CreateRollout {
+                release: "fw-3".into(),
+                selector: RolloutSelector {
+                    group: Some(GroupId::new("quiet").unwrap()),
+                    ..Default::default()
+                },
+                plan: watched_plan(2),
+            })
+            .await
+            .unwrap();
+        told(&mut conn).await;
+        assert_eq!(report(&server, &quiet, &r.id, "healthy").await, 204);
+        drop(conn);
+        let paused = wait_for(&server, &r.id, "the abort", |r| r.status == "paused").await;
+        let reason = paused.reason.unwrap_or_default();
+        assert!(reason.contains("security signals"), "{reason}");
+        let d = server.client().rollout_devices(&r.id).await.unwrap();
+        let flagged = d.iter().find(|d| d.device.as_str() == "quiet-0").unwrap();
+        assert!(
+            flagged.flagged.as_deref().unwrap_or("").contains("silent"),
+            "{flagged:?}"
         );
     });
 }

@@ -70,6 +70,14 @@ pub struct RolloutPlan {
     pub device_timeout_secs: u64,
     /// Times a failed device is notified again before its failure counts.
     pub max_retries: u32,
+    /// An updated (healthy) device with no MQTT session for this long is
+    /// flagged silent, a failure of the rollout.
+    #[serde(default = "default_silence_secs")]
+    pub silence_secs: u64,
+}
+
+fn default_silence_secs() -> u64 {
+    300
 }
 
 /// Device counts of one phase.

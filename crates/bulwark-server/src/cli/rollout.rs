@@ -22,6 +22,8 @@ pub(super) enum RolloutSub {
     /// for --soak. Failures (install failures, rollbacks, time-outs) at or
     /// above --max-failures percent of finished devices, once at least
     /// --min-failures failed, pause (or with --on-abort cancel) the rollout.
+    /// An updated device that then fails MQTT authentication, or has no
+    /// session for --silence, counts as failed too.
     ///
     /// Example: bulwark ota rollout create --release gw-fw-2.1.0 --group gateways --phases 1,10%,100% --soak 10m
     Create {
@@ -55,6 +57,10 @@ pub(super) enum RolloutSub {
         /// Times a failed device is told again.
         #[arg(long, value_name = "COUNT", default_value_t = 0)]
         retries: u32,
+        /// An updated device with no MQTT session for this long counts as a
+        /// failure (as does one that fails authentication after updating).
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_ttl)]
+        silence: u64,
     },
     /// List rollouts.
     #[command(alias = "ls")]
@@ -116,6 +122,7 @@ pub(super) async fn run(cmd: RolloutSub, ctx: &Ctx) -> anyhow::Result<ExitCode> 
             on_abort,
             device_timeout,
             retries,
+            silence,
         } => {
             let phases = phases
                 .split(',')
@@ -141,6 +148,7 @@ pub(super) async fn run(cmd: RolloutSub, ctx: &Ctx) -> anyhow::Result<ExitCode> 
                         abort_action: on_abort,
                         device_timeout_secs: device_timeout,
                         max_retries: retries,
+                        silence_secs: silence,
                     },
                 })
                 .await?;
