@@ -92,7 +92,9 @@ pub fn rollout_spec(plan: &RolloutPlan) -> Result<RolloutSpec, RegistryError> {
     };
     spec.validate().map_err(|e| bad(e.to_string()))?;
     if !(1..=30 * 24 * 3600).contains(&plan.silence_secs) {
-        return Err(bad("silence_secs must be between 1 second and 30 days".into()));
+        return Err(bad(
+            "silence_secs must be between 1 second and 30 days".into()
+        ));
     }
     Ok(spec)
 }
