@@ -141,6 +141,21 @@ pub struct LogFile {
     pub level: Option<String>,
 }
 
+/// `[ota]`: the update repository.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtaFile {
+    /// Largest artifact accepted, in MiB (default 1024).
+    pub max_artifact_mib: Option<u64>,
+    /// Artifact downloads served at once (default 64).
+    pub max_concurrent_downloads: Option<usize>,
+    /// Lifetime of the timestamp metadata in seconds (default 1 day):
+    /// how long a device trusts a repository that stopped being re-signed.
+    pub timestamp_expiry_secs: Option<u64>,
+    /// Lifetime of the snapshot metadata in seconds (default 7 days).
+    pub snapshot_expiry_secs: Option<u64>,
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +175,8 @@ pub struct FileConfig {
     pub audit: AuditFile,
     #[serde(default)]
     pub log: LogFile,
+    #[serde(default)]
+    pub ota: OtaFile,
 }
 
 impl FileConfig {
@@ -206,6 +223,7 @@ pub struct Config {
     pub checkpoint_interval_secs: u64,
     pub log_json: bool,
     pub log_level: String,
+    pub ota: bulwark_registry::OtaConfig,
 }
 
 impl Config {
@@ -309,7 +327,44 @@ impl Config {
                 1024,
                 1 << 20,
             )?,
-            max_concurrent_downloads: d.max_concurrent_downloads,
+            max_concurrent_downloads: bounded(
+                "ota.max_concurrent_downloads",
+                file.ota.max_concurrent_downloads,
+                d.max_concurrent_downloads,
+                1,
+                100_000,
+            )?,
+        };
+        let ota = {
+            use std::time::Duration;
+            let d = bulwark_registry::OtaConfig::default();
+            let mib = file
+                .ota
+                .max_artifact_mib
+                .unwrap_or(d.max_artifact_bytes >> 20);
+            if !(1..=64 * 1024).contains(&mib) {
+                bail!("[ota] max_artifact_mib must be between 1 and 65536 (got {mib})");
+            }
+            let mut expiries = d.expiries;
+            if let Some(t) = file.ota.timestamp_expiry_secs {
+                if !(2..=30 * 86_400).contains(&t) {
+                    bail!("[ota] timestamp_expiry_secs must be between 2 and 2592000 (got {t})");
+                }
+                expiries.timestamp = Duration::from_secs(t);
+            }
+            if let Some(t) = file.ota.snapshot_expiry_secs {
+                if !(2..=365 * 86_400).contains(&t) || Duration::from_secs(t) < expiries.timestamp {
+                    bail!(
+                        "[ota] snapshot_expiry_secs must be between 2 and 31536000 and not below \
+                         the timestamp's lifetime (got {t})"
+                    );
+                }
+                expiries.snapshot = Duration::from_secs(t);
+            }
+            bulwark_registry::OtaConfig {
+                max_artifact_bytes: mib << 20,
+                expiries,
+            }
         };
         let token_ttl_secs = file.enrollment.token_ttl_secs.unwrap_or(3600);
         if !(60..=30 * 86_400).contains(&token_ttl_secs) {
@@ -349,6 +404,7 @@ impl Config {
             checkpoint_interval_secs: file.audit.checkpoint_interval_secs.unwrap_or(10).max(1),
             log_json,
             log_level: file.log.level.unwrap_or_else(|| "info".into()),
+            ota,
         })
     }
 }

@@ -10,7 +10,7 @@ use aws_lc_rs::signature::Ed25519KeyPair;
 use bulwark_api::{ApiMetrics, AppState, Limits, ServeConfig};
 use bulwark_audit::{Actor, AuditEvent};
 use bulwark_ca::{Ca, CaOptions, KdfParams, Passphrase};
-use bulwark_registry::{EventBus, OtaConfig, Registry, RegistryConfig};
+use bulwark_registry::{EventBus, Registry, RegistryConfig};
 use bulwark_store::{CheckpointPolicy, CheckpointSigner, NewCert, SqliteStore, Store};
 use bulwark_types::{CertKind, CertSerial};
 
@@ -126,13 +126,9 @@ pub async fn run(cfg: Config) -> Result<()> {
     );
     // The update repository: online snapshot/timestamp keys sealed in the
     // CA's key store; root and targets keys offline (dev mode: online).
-    let (ota, ota_created) = bulwark_registry::Ota::open_or_create(
-        &data_dir,
-        ca.keystore(),
-        cfg.dev,
-        OtaConfig::default(),
-    )
-    .context("cannot open the OTA repository")?;
+    let (ota, ota_created) =
+        bulwark_registry::Ota::open_or_create(&data_dir, ca.keystore(), cfg.dev, cfg.ota)
+            .context("cannot open the OTA repository")?;
     if let Some(created) = &ota_created {
         match &created.offline_keys {
             Some(dir) => tracing::warn!(
@@ -171,10 +167,14 @@ pub async fn run(cfg: Config) -> Result<()> {
         );
     }
     {
-        // Snapshot and timestamp are re-signed before they expire.
+        // Snapshot and timestamp are re-signed before they expire (when
+        // half their lifetime is gone): look at least four times per
+        // timestamp lifetime, at most hourly.
         let registry = registry.clone();
+        let period = (cfg.ota.expiries.timestamp / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            let mut every = tokio::time::interval(period);
             loop {
                 every.tick().await;
                 if let Err(e) = registry.ota_refresh().await {
