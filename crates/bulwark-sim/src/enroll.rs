@@ -214,7 +214,7 @@ async fn enroll_one(admin: &Client, est: &Client, group: &GroupId, out: &Path) -
 fn leaf_for<'a>(certs: &'a [Vec<u8>], public_key: &[u8]) -> Result<(DeviceId, &'a [u8])> {
     for der in certs {
         let (_, cert) = x509_parser::parse_x509_certificate(der).context("issued certificate")?;
-        if cert.public_key().subject_public_key.data.as_ref() != public_key {
+        if cert.public_key().subject_public_key.data[..] != *public_key {
             continue;
         }
         let cn = cert

@@ -5,6 +5,8 @@
 //! - `load`: connects those devices to an mTLS MQTT broker (Bulwark's
 //!   gateway or any other broker that trusts Bulwark's CA) and runs one
 //!   scenario: `connect-rate`, `fan-in`, `fan-out`, `latency` or `idle`.
+//! - `ota`: devices wait for a rollout's update instruction over MQTT, then
+//!   verify and download the release and report their steps over HTTPS.
 //! - `report`: medians of many `load` results as a markdown table.
 //!
 //! Progress goes to stderr; each command prints one JSON object on stdout.
@@ -15,6 +17,7 @@ mod enroll;
 mod identity;
 mod mqtt;
 mod net;
+mod ota;
 mod report;
 mod scenario;
 mod stats;
@@ -105,6 +108,9 @@ enum Command {
     /// Load an mTLS MQTT broker with enrolled devices (see the scenarios below).
     #[command(after_long_help = LOAD_HELP, after_help = LOAD_HELP)]
     Load(LoadArgs),
+    /// Simulated devices take part in an OTA rollout (no real install; see below).
+    #[command(after_long_help = ota::OTA_HELP, after_help = ota::OTA_HELP)]
+    Ota(ota::OtaArgs),
     /// Read JSON result lines (a file or stdin) and print the medians per
     /// scenario and label as a markdown table, with the ratio of the first
     /// label to the second.
@@ -356,6 +362,19 @@ fn main() -> Result<()> {
                     })?
             });
             // Connections still open are dropped here; do not wait for them.
+            rt.shutdown_timeout(Duration::from_secs(1));
+            out?
+        }
+        Command::Ota(args) => {
+            let max = args.max_seconds();
+            let rt = runtime()?;
+            let out = rt.block_on(async move {
+                tokio::time::timeout(Duration::from_secs(max), ota::run(args))
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("the run did not finish within --max-seconds ({max} s)")
+                    })?
+            });
             rt.shutdown_timeout(Duration::from_secs(1));
             out?
         }
