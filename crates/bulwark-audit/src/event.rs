@@ -265,9 +265,9 @@ pub enum AuditEvent {
         status: String,
         reason: Option<String>,
     },
-    /// A device's update ended (healthy, failed, rolled back), or it is
-    /// retried (`queued` again).
-    RolloutDeviceFinished {
+    /// A device's update moved: a step it reported, a time-out, a retry
+    /// (`queued` again), or a security signal against it.
+    RolloutDeviceStep {
         id: String,
         device_id: DeviceId,
         step: String,

@@ -292,9 +292,9 @@ impl Registry {
         }
         let reason = reason.map(|r| r.chars().take(512).collect::<String>());
         let spec = rollout_spec(&r.plan)?;
-        let (to, audit) = match (next.is_failure(), spec.on_failure(current.attempts)) {
-            (true, FailureOutcome::Retry { .. }) if r.status == "running" => ("queued", true),
-            _ => (next.as_str(), next.is_terminal()),
+        let to = match (next.is_failure(), spec.on_failure(current.attempts)) {
+            (true, FailureOutcome::Retry { .. }) if r.status == "running" => "queued",
+            _ => next.as_str(),
         };
         let applied = self
             .store
@@ -308,7 +308,7 @@ impl Registry {
                     new_attempt: false,
                     notify: false,
                     flag: None,
-                    audit,
+                    audit: true,
                 },
                 Actor::Device {
                     device_id: id.clone(),

@@ -6,8 +6,8 @@
 //! nothing: the registry decides (with `bulwark_ota::rollout`) and the
 //! store applies each decision atomically. A device's step changes only by
 //! compare-and-set on its current step, so two reports racing for one
-//! device cannot both apply. Status changes, phase starts and the end of a
-//! device's update are audited; intermediate steps are in the history.
+//! device cannot both apply. Creation, status changes, phase starts and
+//! every device step are audited; the history keeps each step's time.
 
 use bulwark_audit::{Actor, AuditEvent};
 use bulwark_types::{
@@ -321,7 +321,7 @@ pub(super) fn set_device_step(
             .query_row(params![c.rollout, c.device.as_str()], |r| r.get(0))?;
         tx.audit(
             actor,
-            &AuditEvent::RolloutDeviceFinished {
+            &AuditEvent::RolloutDeviceStep {
                 id: c.rollout.clone(),
                 device_id: c.device.clone(),
                 step: c.to.clone(),
