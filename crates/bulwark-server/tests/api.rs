@@ -847,6 +847,18 @@ fn openapi_document_describes_every_route() {
             ("/v1/manufacturer-cas/{name}", "delete"),
             ("/v1/mqtt/sessions", "get"),
             ("/v1/mqtt/sessions/{client_id}", "delete"),
+            ("/v1/ota/artifacts", "post"),
+            ("/v1/ota/releases", "get"),
+            ("/v1/ota/releases", "post"),
+            ("/v1/ota/releases/prepare", "post"),
+            ("/v1/ota/releases/{name}", "get"),
+            ("/v1/ota/reports", "post"),
+            ("/v1/ota/rollouts", "get"),
+            ("/v1/ota/rollouts", "post"),
+            ("/v1/ota/rollouts/{id}", "get"),
+            ("/v1/ota/rollouts/{id}/devices", "get"),
+            ("/v1/ota/rollouts/{id}/{command}", "post"),
+            ("/v1/ota/tuf/{path}", "get"),
             ("/metrics", "get"),
         ];
         let mut documented: Vec<(String, String)> = Vec::new();

@@ -36,8 +36,21 @@ pub fn agent_bin() -> PathBuf {
 
 /// Publishes `name` (version 2.0.0) for `hardware` with the CLI.
 pub fn publish_release(server: &Server, name: &str, hardware: &str, body: &[u8]) {
+    publish_version(server, name, "2.0.0", hardware, None, body);
+}
+
+/// Publishes `name` at `version` for `hardware`, with an optional
+/// anti-rollback `floor`, with the CLI.
+pub fn publish_version(
+    server: &Server,
+    name: &str,
+    version: &str,
+    hardware: &str,
+    floor: Option<&str>,
+    body: &[u8],
+) {
     let file = write(server.dir.path(), &format!("{name}.img"), body);
-    let out = server.cli(&[
+    let mut args = vec![
         "ota",
         "release",
         "create",
@@ -45,15 +58,35 @@ pub fn publish_release(server: &Server, name: &str, hardware: &str, body: &[u8])
         "--name",
         name,
         "--version",
-        "2.0.0",
+        version,
         "--hardware",
         hardware,
-    ]);
+    ];
+    if let Some(floor) = floor {
+        args.extend(["--floor", floor]);
+    }
+    let out = server.cli(&args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `<data-dir>/ota/repository`: the files served at `/v1/ota/tuf/`.
+pub fn repository_dir(server: &Server) -> PathBuf {
+    server.data_dir().join("ota").join("repository")
+}
+
+/// Replaces `path` atomically for readers (the server): a temp file in the
+/// same directory, renamed over it.
+pub fn replace_file(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// A running `bulwark-agent run`.
