@@ -408,6 +408,12 @@ impl Registry {
         Ok(recorded)
     }
 
+    /// Refuses (audited) unless the operator may read OTA releases and
+    /// rollouts, e.g. the repository's files.
+    pub async fn ota_may_read(&self, op: &Operator) -> Result<(), RegistryError> {
+        self.allow(op, Action::ReadOta).await
+    }
+
     pub async fn ota_releases(&self, op: &Operator) -> Result<Vec<OtaRelease>, RegistryError> {
         self.allow(op, Action::ReadOta).await?;
         Ok(self.store.list_ota_releases().await?)

@@ -12,7 +12,7 @@ use std::process::Command;
 use bulwark_api_types::CreateOperatorToken;
 use bulwark_ota::{Device, HardwareModel, HttpsTransport, OtaError, TargetName, UpdateClient};
 use bulwark_types::Role;
-use common::mqtt::{enroll, Creds};
+use common::mqtt::enroll;
 use common::{rt, write, Server};
 
 /// A recognisable artifact of `len` bytes.
@@ -43,17 +43,6 @@ fn create_release(
     ];
     args.extend_from_slice(extra);
     server.cli_with_token(token, &args)
-}
-
-fn device_http(server: &Server, creds: &Creds) -> reqwest::Client {
-    let pem = std::fs::read(&server.cacert).unwrap();
-    let mut identity = std::fs::read(&creds.cert).unwrap();
-    identity.extend_from_slice(&std::fs::read(&creds.key).unwrap());
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .identity(reqwest::Identity::from_pem(&identity).unwrap())
-        .build()
-        .unwrap()
 }
 
 async fn token(server: &Server, role: Role) -> String {
@@ -89,7 +78,7 @@ fn a_published_release_is_verified_and_downloaded_by_a_device_over_mtls() {
         assert_eq!(rel.floor.as_deref(), Some("2.0.0"));
 
         let creds = enroll(&server, "gateways", "gw-1").await;
-        let http = device_http(&server, &creds);
+        let http = creds.https_client(&server);
         let base = reqwest::Url::parse(&format!("{}/v1/ota/tuf/", server.addr)).unwrap();
         // The device's trust anchor: the first root, fetched over mTLS.
         let root = http

@@ -54,19 +54,9 @@ fn plan(phases: &[&str], max_failure_percent: u8, min_failures: u32) -> RolloutP
     }
 }
 
-fn device_http(server: &Server, creds: &Creds) -> reqwest::Client {
-    let pem = std::fs::read(&server.cacert).unwrap();
-    let mut identity = std::fs::read(&creds.cert).unwrap();
-    identity.extend_from_slice(&std::fs::read(&creds.key).unwrap());
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .identity(reqwest::Identity::from_pem(&identity).unwrap())
-        .build()
-        .unwrap()
-}
-
 async fn report(server: &Server, creds: &Creds, rollout: &str, step: &str) -> u16 {
-    device_http(server, creds)
+    creds
+        .https_client(server)
         .post(format!("{}/v1/ota/reports", server.addr))
         .json(&DeviceReport {
             rollout: rollout.into(),

@@ -202,8 +202,7 @@ async fn may_read_repository(
     let source = conn.remote.ip().to_string();
     let op = s.registry.authenticate_operator(token, &source).await?;
     s.limits.check_token(op.token_id())?;
-    s.registry.ota_releases(&op).await.map(|_| ())?;
-    Ok(())
+    Ok(s.registry.ota_may_read(&op).await?)
 }
 
 /// The TUF repository: `N.root.json`, `timestamp.json`,

@@ -70,6 +70,20 @@ pub async fn enroll(server: &Server, group: &str, id: &str) -> Creds {
     }
 }
 
+impl Creds {
+    /// An HTTPS client presenting this device's certificate (mTLS).
+    pub fn https_client(&self, server: &Server) -> reqwest::Client {
+        let pem = std::fs::read(&server.cacert).unwrap();
+        let mut identity = std::fs::read(&self.cert).unwrap();
+        identity.extend_from_slice(&std::fs::read(&self.key).unwrap());
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .identity(reqwest::Identity::from_pem(&identity).unwrap())
+            .build()
+            .unwrap()
+    }
+}
+
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
