@@ -13,10 +13,12 @@ pub use ids::{DeviceId, GroupId, IdError, Label, ManufacturerCaName, PolicyName,
 pub use lifecycle::{DeviceState, RevocationReason, TransitionError};
 pub use role::Role;
 pub use serial::{CertSerial, SerialError};
+mod alert;
 mod manufacturer;
 mod ota;
 mod records;
 
+pub use alert::{ActionKind, ActionState, Alert, AlertAction, AlertState, Severity};
 pub use manufacturer::{JitMode, ManufacturerCa, ManufacturerCertificate};
 pub use ota::{
     OtaRelease, PhaseProgress, Rollout, RolloutDevice, RolloutPhase, RolloutPlan, RolloutSelector,
