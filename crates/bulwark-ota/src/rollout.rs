@@ -225,6 +225,19 @@ impl PhaseCounts {
     }
 }
 
+/// Failures an operator accepted by resuming a rollout the abort policy
+/// had stopped: the policy counts only failures after them, and the phase
+/// that was current then is no longer held to the success criterion.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Failures (failed or flagged) at the resume.
+    pub failures: u32,
+    /// Finished devices (healthy, failed or flagged) at the resume.
+    pub finished: u32,
+    /// The phase that was current at the resume.
+    pub phase: Option<usize>,
+}
+
 /// What the engine decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -376,6 +389,18 @@ impl RolloutSpec {
         soak_started_at: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> Verdict {
+        self.evaluate_accepting(phases, soak_started_at, Accepted::default(), now)
+    }
+
+    /// [`RolloutSpec::evaluate`] after an operator resumed the rollout
+    /// and so accepted the failures counted until then.
+    pub fn evaluate_accepting(
+        &self,
+        phases: &[PhaseCounts],
+        soak_started_at: Option<OffsetDateTime>,
+        accepted: Accepted,
+        now: OffsetDateTime,
+    ) -> Verdict {
         let Some((current, started)) = phases.split_last() else {
             return Verdict::Advance { to: 0 };
         };
@@ -383,6 +408,8 @@ impl RolloutSpec {
         let (failures, finished) = phases.iter().fold((0u32, 0u32), |(f, d), c| {
             (f + c.failures(), d + c.finished())
         });
+        let failures = failures.saturating_sub(accepted.failures);
+        let finished = finished.saturating_sub(accepted.finished);
         if failures > 0
             && failures >= self.abort.min_failures
             && u64::from(failures) * 100
@@ -400,8 +427,9 @@ impl RolloutSpec {
         if current.finished() < current.total {
             return Verdict::Wait;
         }
-        if u64::from(current.healthy) * 100
-            < u64::from(self.min_healthy_percent) * u64::from(current.total)
+        if accepted.phase != Some(index)
+            && u64::from(current.healthy) * 100
+                < u64::from(self.min_healthy_percent) * u64::from(current.total)
         {
             return Verdict::Abort {
                 action: self.abort.action,

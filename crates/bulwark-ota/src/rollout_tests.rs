@@ -273,3 +273,52 @@ fn empty_trailing_phases_do_not_block_completion() {
     let phases = [counts(1, 1, 0, 0), counts(0, 0, 0, 0), counts(0, 0, 0, 0)];
     assert_eq!(s.evaluate(&phases, None, T0), Verdict::Complete);
 }
+
+#[test]
+fn resuming_accepts_the_failures_so_far_but_not_new_ones() {
+    let s = spec();
+    // Paused at 2 of 10 failed (20 %).
+    let at_pause = [counts(10, 8, 2, 0), counts(10, 0, 0, 0)];
+    assert!(matches!(
+        s.evaluate(&at_pause[..1], None, T0),
+        Verdict::Abort { .. }
+    ));
+    let accepted = Accepted {
+        failures: 2,
+        finished: 10,
+        phase: Some(0),
+    };
+    // The same counts no longer abort, and the phase that missed its
+    // success criterion (8 of 10 < 90 %) is let through to its soak.
+    assert_eq!(
+        s.evaluate_accepting(&at_pause[..1], None, accepted, T0),
+        Verdict::SoakStarted
+    );
+    // One new failure is below min_failures: wait for the rest.
+    let later = [counts(10, 8, 2, 0), counts(10, 3, 1, 0)];
+    assert_eq!(
+        s.evaluate_accepting(&later, None, accepted, T0),
+        Verdict::Wait
+    );
+    // Two new failures out of 4 finished since the resume abort again.
+    let later = [counts(10, 8, 2, 0), counts(10, 2, 2, 0)];
+    let v = s.evaluate_accepting(&later, None, accepted, T0);
+    let Verdict::Abort { reason, .. } = v else {
+        panic!("expected an abort, got {v:?}");
+    };
+    assert!(reason.contains("2 of 4"), "{reason}");
+    // A later phase is still held to the success criterion.
+    let later = [counts(10, 8, 2, 0), counts(1, 0, 1, 0)];
+    let lenient = RolloutSpec {
+        abort: AbortPolicy {
+            max_failure_percent: 100,
+            min_failures: 100,
+            action: AbortAction::Pause,
+        },
+        ..spec()
+    };
+    assert!(matches!(
+        lenient.evaluate_accepting(&later, None, accepted, T0),
+        Verdict::Abort { .. }
+    ));
+}

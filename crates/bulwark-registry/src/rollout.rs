@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bulwark_audit::Actor;
 use bulwark_ota::rollout::{
-    AbortAction, AbortPolicy, DeviceStep, FailureOutcome, Phase, PhaseCounts, PhaseSize,
+    AbortAction, AbortPolicy, Accepted, DeviceStep, FailureOutcome, Phase, PhaseCounts, PhaseSize,
     RolloutSpec, Verdict,
 };
 use bulwark_store::{DeviceFilter, DeviceStepChange, NewRollout, StoreError};
@@ -245,7 +245,7 @@ impl Registry {
         let reason = (to != "running").then_some(reason).flatten();
         Ok(self
             .store
-            .set_rollout_status(id, to, reason, op.actor())
+            .set_rollout_status(id, to, reason, command == "resume", op.actor())
             .await?)
     }
 
@@ -463,13 +463,18 @@ impl Registry {
                 })
                 .collect(),
         };
-        match spec.evaluate(&started, r.soak_started_at, now) {
+        let accepted = r.accepted.map_or_else(Accepted::default, |a| Accepted {
+            failures: a.failures,
+            finished: a.finished,
+            phase: a.phase.map(|p| p as usize),
+        });
+        match spec.evaluate_accepting(&started, r.soak_started_at, accepted, now) {
             Verdict::Wait => {}
             Verdict::SoakStarted => self.store.set_rollout_soak(&r.id, Some(now)).await?,
             Verdict::Advance { to } => self.start_phase(&r, to as u32, fleet).await?,
             Verdict::Complete => {
                 self.store
-                    .set_rollout_status(&r.id, "completed", None, Actor::System)
+                    .set_rollout_status(&r.id, "completed", None, false, Actor::System)
                     .await?;
             }
             Verdict::Abort { action, reason } => {
@@ -479,7 +484,7 @@ impl Registry {
                 };
                 tracing::warn!(rollout = %r.id, %reason, status, "rollout stopped by its abort policy");
                 self.store
-                    .set_rollout_status(&r.id, status, Some(reason), Actor::System)
+                    .set_rollout_status(&r.id, status, Some(reason), false, Actor::System)
                     .await?;
             }
         }

@@ -236,6 +236,59 @@ fn failures_at_the_threshold_pause_the_rollout_and_later_phases_are_untouched() 
     });
 }
 
+#[test]
+fn resuming_a_paused_rollout_accepts_its_failures_but_not_new_ones() {
+    let server = Server::start("");
+    publish_release(&server, "fw-3");
+    rt().block_on(async {
+        let devices = fleet(&server, 4).await;
+        let r = create(&server, plan(&["2", "100%"], 50, 1)).await;
+        wait_for(&server, &r.id, "phase 1", |r| r.phases[0].in_progress == 2).await;
+        assert_eq!(report(&server, &devices[0], &r.id, "failed").await, 204);
+        wait_for(&server, &r.id, "abort", |r| r.status == "paused").await;
+
+        let out = server.cli(&["ota", "rollout", "resume", &r.id]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The engine ticks every second: the failure it paused on does not
+        // pause it again.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let running = server.client().get_rollout(&r.id).await.unwrap();
+        assert_eq!(running.status, "running", "{:?}", running.reason);
+        let accepted = running
+            .accepted
+            .expect("the resume records what it accepted");
+        assert_eq!(
+            (accepted.failures, accepted.finished, accepted.phase),
+            (1, 1, Some(0))
+        );
+
+        // The rest of phase 1 finishes; phase 2 starts.
+        assert_eq!(report(&server, &devices[1], &r.id, "healthy").await, 204);
+        wait_for(&server, &r.id, "phase 2", |r| r.phases[1].in_progress == 2).await;
+        // A new failure counts: 1 of 2 finished since the resume is 50 %.
+        let phase2: Vec<_> = server
+            .client()
+            .rollout_devices(&r.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.phase == 1)
+            .collect();
+        let creds = devices
+            .iter()
+            .find(|c| c.id == phase2[0].device.as_str())
+            .unwrap();
+        assert_eq!(report(&server, creds, &r.id, "failed").await, 204);
+        let paused = wait_for(&server, &r.id, "second abort", |r| r.status == "paused").await;
+        let reason = paused.reason.unwrap_or_default();
+        assert!(reason.contains("1 of 2 finished"), "{reason}");
+    });
+}
+
 /// Phase 1 of two devices soaks 30 s; an updated device is then watched.
 fn watched_plan(silence_secs: u64) -> RolloutPlan {
     let mut p = plan(&["1", "100%"], 50, 1);

@@ -192,6 +192,7 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         status: &str,
         reason: Option<String>,
+        accept_failures: bool,
         actor: Actor,
     ) -> Result<bulwark_types::Rollout>;
     /// Starts `phase` of a running rollout: its queued devices become

@@ -21,7 +21,8 @@ mod records;
 pub use alert::{ActionKind, ActionState, Alert, AlertAction, AlertState, Severity};
 pub use manufacturer::{JitMode, ManufacturerCa, ManufacturerCertificate};
 pub use ota::{
-    OtaRelease, PhaseProgress, Rollout, RolloutDevice, RolloutPhase, RolloutPlan, RolloutSelector,
+    AcceptedFailures, OtaRelease, PhaseProgress, Rollout, RolloutDevice, RolloutPhase, RolloutPlan,
+    RolloutSelector,
 };
 pub use records::{
     CertKind, Certificate, Claim, Device, DeviceDetail, EnrollToken, Group, OperatorToken,

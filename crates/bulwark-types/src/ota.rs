@@ -95,6 +95,18 @@ pub struct PhaseProgress {
     pub flagged: u32,
 }
 
+/// What an operator's resume accepted (see [`Rollout::accepted`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AcceptedFailures {
+    /// Failed or flagged devices at the resume.
+    pub failures: u32,
+    /// Finished devices (healthy, failed or flagged) at the resume.
+    pub finished: u32,
+    /// The phase that was current then: it is no longer held to the
+    /// success criterion.
+    pub phase: Option<u32>,
+}
+
 /// A rollout with its progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Rollout {
@@ -112,6 +124,10 @@ pub struct Rollout {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub soak_started_at: Option<OffsetDateTime>,
+    /// Failures an operator accepted by resuming after the abort policy
+    /// stopped the rollout: only later failures count against it.
+    #[serde(default)]
+    pub accepted: Option<AcceptedFailures>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,

@@ -784,10 +784,11 @@ impl Store for SqliteStore {
         id: &str,
         status: &str,
         reason: Option<String>,
+        accept_failures: bool,
         actor: Actor,
     ) -> Result<Rollout> {
         let (id, status) = (id.to_owned(), status.to_owned());
-        self.write(move |tx| rollout::set_status(tx, &id, &status, reason, &actor))
+        self.write(move |tx| rollout::set_status(tx, &id, &status, reason, accept_failures, &actor))
             .await
     }
 

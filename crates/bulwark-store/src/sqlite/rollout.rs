@@ -11,7 +11,7 @@
 
 use bulwark_audit::{Actor, AuditEvent};
 use bulwark_types::{
-    DeviceId, PhaseProgress, Rollout, RolloutDevice, RolloutPlan, RolloutSelector,
+    AcceptedFailures, DeviceId, PhaseProgress, Rollout, RolloutDevice, RolloutPlan, RolloutSelector,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -20,7 +20,7 @@ use super::writer::WriteTx;
 use crate::{DeviceStepChange, NewRollout, Result, StoreError};
 
 const COLS: &str =
-    "id, release, plan, selector, status, reason, phase, soak_started_at, created_at, updated_at";
+    "id, release, plan, selector, status, reason, phase, soak_started_at, created_at, updated_at, accepted";
 const DEVICE_COLS: &str = "device, phase, step, attempts, reason, flagged, notified_at, updated_at";
 
 fn json<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
@@ -43,6 +43,10 @@ fn rollout_row(r: &Row) -> rusqlite::Result<Rollout> {
         soak_started_at: rows::opt_time(r.get(7)?),
         created_at: rows::from_ms(r.get(8)?),
         updated_at: rows::from_ms(r.get(9)?),
+        accepted: match r.get::<_, Option<String>>(10)? {
+            None => None,
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| rows::bad(10, e))?),
+        },
     })
 }
 
@@ -162,7 +166,7 @@ pub(super) fn create(tx: &mut WriteTx<'_>, r: NewRollout, actor: &Actor) -> Resu
     let n = tx
         .conn
         .prepare_cached(&format!(
-            "INSERT INTO ota_rollouts ({COLS}) VALUES (?1, ?2, ?3, ?4, 'running', NULL, NULL, NULL, ?5, ?5) \
+            "INSERT INTO ota_rollouts ({COLS}) VALUES (?1, ?2, ?3, ?4, 'running', NULL, NULL, NULL, ?5, ?5, NULL) \
              ON CONFLICT(id) DO NOTHING"
         ))?
         .execute(params![r.id, r.release, plan, selector, ms(tx.now)])?;
@@ -194,14 +198,34 @@ pub(super) fn set_status(
     id: &str,
     status: &str,
     reason: Option<String>,
+    accept_failures: bool,
     actor: &Actor,
 ) -> Result<Rollout> {
+    // Counted in the same transaction as the change, so no report can
+    // slip between what was accepted and the resume.
+    let accepted = match accept_failures {
+        false => None,
+        true => {
+            let r = get(tx.conn, id)?.ok_or(StoreError::NotFound { what: "rollout" })?;
+            let started = r.phase.map_or(0, |p| p as usize + 1);
+            let mut a = AcceptedFailures {
+                phase: r.phase,
+                ..AcceptedFailures::default()
+            };
+            for p in r.phases.iter().take(started) {
+                a.failures += p.failed + p.flagged;
+                a.finished += p.healthy + p.failed + p.flagged;
+            }
+            Some(serde_json::json!(a).to_string())
+        }
+    };
     let n = tx
         .conn
         .prepare_cached(
-            "UPDATE ota_rollouts SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
+            "UPDATE ota_rollouts SET status = ?2, reason = ?3, updated_at = ?4, \
+             accepted = COALESCE(?5, accepted) WHERE id = ?1",
         )?
-        .execute(params![id, status, reason, ms(tx.now)])?;
+        .execute(params![id, status, reason, ms(tx.now), accepted])?;
     if n == 0 {
         return Err(StoreError::NotFound { what: "rollout" });
     }

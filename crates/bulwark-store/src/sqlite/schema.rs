@@ -207,6 +207,11 @@ CREATE TABLE ota_rollout_history (
 );
 CREATE INDEX ota_rollout_history_device ON ota_rollout_history(rollout, device);
 "#,
+    r#"
+-- What an operator's resume accepted: the abort policy counts only later
+-- failures (JSON of bulwark_types::AcceptedFailures).
+ALTER TABLE ota_rollouts ADD COLUMN accepted TEXT;
+"#,
 ];
 
 /// Connection settings every connection gets.
