@@ -211,13 +211,8 @@ impl Enroller {
     /// Renews `current` with a fresh key (`simplereenroll`). `current`
     /// stays valid and on disk until the new chain is stored.
     pub async fn renew(&self, current: &Identity) -> Result<Identity, AgentError> {
-        let Some(current_pem) = current.key().private_pem() else {
-            return Err(AgentError::Enrollment(
-                "renewal of a PKCS#11 key needs an HTTPS client that signs through the token; bulwark-client only takes PEM keys".into(),
-            ));
-        };
         let next = self.keys.create_next()?;
-        let result = self.renew_with(current, current_pem, next).await;
+        let result = self.renew_with(current, next).await;
         if result.is_err() {
             // Nothing was swapped: the current key and certificate remain.
             self.keys.discard_next()?;
@@ -229,13 +224,15 @@ impl Enroller {
     async fn renew_with(
         &self,
         current: &Identity,
-        current_pem: &str,
         next: DeviceKey,
     ) -> Result<Identity, AgentError> {
         let csr = next.csr_der(current.device_id())?;
+        // The current key signs the TLS handshake through its backend (a
+        // file key in memory, or the token for PKCS#11).
+        let roots = Arc::new(load_roots(&self.ca_pem()?)?);
         let p7 = self
             .client()?
-            .with_identity(current.chain_pem().as_bytes(), current_pem.as_bytes())
+            .with_tls_config(current.client_config(roots)?)
             .map_err(AgentError::est("simplereenroll"))?
             .est_simplereenroll(&csr)
             .await

@@ -145,6 +145,26 @@ impl Client {
         })
     }
 
+    /// The same client over a TLS configuration made elsewhere: for a
+    /// client identity whose key never leaves a token (PKCS#11), where
+    /// rustls signs through a custom `SigningKey`. The configuration
+    /// decides which servers are trusted; the client's own CA bundle is
+    /// not used.
+    pub fn with_tls_config(self, tls: rustls::ClientConfig) -> Result<Client, ClientError> {
+        let http = http_builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|source| ClientError::Tls {
+                what: "cannot build the HTTPS client",
+                source,
+            })?;
+        Ok(Client {
+            http,
+            has_identity: true,
+            ..self
+        })
+    }
+
     /// The base URL requests are made against.
     pub fn base_url(&self) -> &Url {
         &self.base
@@ -273,17 +293,21 @@ fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
     Ok(url)
 }
 
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .https_only(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(concat!("bulwark-client/", env!("CARGO_PKG_VERSION")))
+}
+
 fn build_http(
     roots: &[reqwest::Certificate],
     identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder()
+    let mut builder = http_builder()
         .tls_backend_rustls()
-        .tls_certs_only(roots.iter().cloned())
-        .https_only(true)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .user_agent(concat!("bulwark-client/", env!("CARGO_PKG_VERSION")));
+        .tls_certs_only(roots.iter().cloned());
     if let Some(identity) = identity {
         builder = builder.identity(identity);
     }

@@ -63,6 +63,77 @@ async fn mqtt_connect(
 
 #[test]
 fn agent_enrolls_with_a_token_then_renews_with_a_fresh_key() {
+    enroll_then_renew("", &|state, key| {
+        let key_mode = std::fs::metadata(state.join("device.key")).unwrap().mode();
+        assert_eq!(
+            key_mode & 0o777,
+            0o600,
+            "the key file is the device's alone"
+        );
+        assert!(key.private_pem().is_some());
+        assert!(!state.join("device.key.next").exists());
+    });
+}
+
+/// The same with the key on a PKCS#11 token (SoftHSM2): enrollment,
+/// mTLS MQTT and renewal all sign inside the token; no key file exists.
+/// Needs the agent's `pkcs11` feature and the Debian package `softhsm2`
+/// (`.ci/run` runs it with `--features pkcs11`).
+#[cfg(feature = "pkcs11")]
+#[test]
+fn agent_with_a_pkcs11_key_enrolls_and_renews_inside_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    // The only test in this binary that loads the module.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let out = std::process::Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "agent",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
+        .output()
+        .expect("softhsm2-util (apt-get install softhsm2)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::env::set_var("BULWARK_TEST_PIN", "1234");
+    let keys = "[keys]\nstorage = \"pkcs11\"\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
+                token_label = \"agent\"\npin = { env = \"BULWARK_TEST_PIN\" }\n";
+    enroll_then_renew(keys, &|state, key| {
+        assert!(key.private_pem().is_none(), "a token key has no PEM");
+        assert!(
+            !state.join("device.key").exists(),
+            "no key file for a token key"
+        );
+    });
+}
+
+/// Enrolls `agent-1` with the `[keys]` section `keys`, connects over mTLS
+/// MQTT, lets the automatic renewal run and checks the result; `check_key`
+/// looks at the key's storage after the first enrollment and after the
+/// renewal.
+fn enroll_then_renew(
+    keys: &str,
+    check_key: &dyn Fn(&std::path::Path, &bulwark_agent::keys::DeviceKey),
+) {
     // 45 s certificates (backdated 60 s by the CA): renewal is due ~10 s
     // after issuance.
     let server = Server::start("[ca]\ndevice_cert_secs = 45\n");
@@ -113,6 +184,7 @@ command = ["/bin/true"]
 [slots]
 backend = "directory"
 root = "{slots}"
+{keys}
 "#,
             state = state.display(),
             api = server.addr,
@@ -120,6 +192,7 @@ root = "{slots}"
             ca = server.cacert.display(),
             token = token_file.display(),
             slots = dir.path().join("slots").display(),
+            keys = keys,
         );
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config_text).unwrap();
@@ -130,8 +203,7 @@ root = "{slots}"
         // First start: key generated on the device, enrolled with the token.
         let v1 = enroller.ensure_enrolled().await.unwrap();
         assert_eq!(v1.device_id(), "agent-1");
-        let key_mode = std::fs::metadata(state.join("device.key")).unwrap().mode();
-        assert_eq!(key_mode & 0o777, 0o600);
+        check_key(&state, v1.key());
         assert!(!renew_due(v1.leaf_der(), SystemTime::now()).unwrap());
         // A restart loads the stored identity instead of enrolling again
         // (the single-use token would be refused).
@@ -189,10 +261,8 @@ root = "{slots}"
         let loaded = enroller.load().unwrap().unwrap();
         assert_eq!(loaded.leaf_der(), v2.leaf_der());
         assert_eq!(loaded.key().spki_der(), v2.key().spki_der());
-        assert!(!state.join("device.key.next").exists());
         assert!(!state.join("device.crt.next").exists());
-        let key_mode = std::fs::metadata(state.join("device.key")).unwrap().mode();
-        assert_eq!(key_mode & 0o777, 0o600);
+        check_key(&state, loaded.key());
 
         // The registry shows the device with both certificates in its history.
         let device = admin
