@@ -10,6 +10,14 @@
 //!   mode (anonymous clients, permissive dev policy, own namespace).
 //! - Live enforcement: registry events (revocation, lifecycle, policy and
 //!   group changes) reach connected sessions (see `enforce`).
+//! - Detection hooks: [`Gateway::subscribe_events`] streams
+//!   [`GatewayEvent`]s (connections, handshake failures and shed bursts,
+//!   refusals, denials, subscriptions, publishes, aggregated deliveries,
+//!   the agent's inventory and posture reports); they cost nothing until
+//!   someone subscribes.
+//! - Response hooks: [`Gateway::throttle`] / [`Gateway::unthrottle`] (a
+//!   tighter publish rate for a device's live and future sessions),
+//!   [`Gateway::device_sources`] (evidence), [`Gateway::disconnect_device`].
 //!
 //! Protocol encoding and decoding is `bulwark_mqtt` (sans-I/O); this crate
 //! owns sockets, sessions and routing.
@@ -24,8 +32,11 @@ mod limits;
 mod message;
 mod metrics;
 mod persist;
+mod response;
 mod session;
 mod system;
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -41,9 +52,10 @@ use tokio::sync::Semaphore;
 
 pub use auth::Realm;
 pub use config::GatewayLimits;
-pub use events::GatewayEvent;
+pub use events::{GatewayEvent, ReportKind, MAX_DEVICE_REPORT};
 pub use metrics::{Metrics, PrincipalSnapshot};
 pub use persist::RestoreReport;
+pub use response::MAX_THROTTLES;
 pub use system::{SystemPublish, SystemPublishError, SYSTEM_ORIGIN};
 
 use crate::broker::Broker;
@@ -57,6 +69,7 @@ pub(crate) struct Shared {
     pub registry: Arc<Registry>,
     pub limiter: Arc<Limiter>,
     pub events: EventSink,
+    pub throttles: response::Throttles,
     tls: RwLock<Arc<ServerConfig>>,
     slots: Arc<Semaphore>,
 }
@@ -110,6 +123,7 @@ impl Gateway {
             broker: Broker::new(limits, metrics.clone(), store),
             registry,
             events: EventSink::new(metrics),
+            throttles: response::Throttles::default(),
             tls: RwLock::new(tls),
             slots,
         });
@@ -151,7 +165,9 @@ impl Gateway {
         &self.shared.broker.metrics
     }
 
-    /// The receiver of gateway events (once).
+    /// The receiver of gateway events (once): a bounded channel of
+    /// `capacity`; events that find it full are dropped and counted. Until
+    /// this is called no event is built.
     pub fn subscribe_events(
         &self,
         capacity: usize,
@@ -208,16 +224,19 @@ impl Gateway {
                 Metrics::inc(refusal);
                 Metrics::inc(&m.connections_refused_total);
                 drop(tcp);
+                self.shed(remote, "backoff");
                 continue;
             }
             let Ok(permit) = self.shared.slots.clone().try_acquire_owned() else {
                 Metrics::inc(&m.connection_limit_refusals_total);
                 Metrics::inc(&m.connections_refused_total);
+                self.shed(remote, "connection_limit");
                 continue;
             };
             let Some(ip_slot) = self.shared.limiter.acquire_ip(remote.ip()) else {
                 Metrics::inc(&m.per_ip_limit_refusals_total);
                 Metrics::inc(&m.connections_refused_total);
+                self.shed(remote, "per_ip_limit");
                 continue;
             };
             let _ = tcp.set_nodelay(true);
@@ -232,6 +251,16 @@ impl Gateway {
             });
         }
         self.shutdown_sessions();
+    }
+
+    /// A connection refused at accept, for the detection pipeline.
+    fn shed(&self, source: SocketAddr, reason: &str) {
+        if self.shared.events.enabled() {
+            self.shared.events.emit(GatewayEvent::HandshakeFailed {
+                source,
+                reason: reason.to_owned(),
+            });
+        }
     }
 
     /// A source address still backing off after failed authentications.
@@ -436,12 +465,24 @@ async fn tls_handshake(
             Metrics::inc(&shared.broker.metrics.tls_handshake_failures_total);
             Metrics::inc(&shared.broker.metrics.connections_refused_total);
             tracing::debug!(%remote, error = %e, "MQTT TLS handshake failed");
+            if shared.events.enabled() {
+                shared.events.emit(GatewayEvent::HandshakeFailed {
+                    source: remote,
+                    reason: e.to_string(),
+                });
+            }
             None
         }
         Err(_) => {
             Metrics::inc(&shared.broker.metrics.tls_handshake_failures_total);
             Metrics::inc(&shared.broker.metrics.connections_refused_total);
             tracing::debug!(%remote, "MQTT TLS handshake timed out");
+            if shared.events.enabled() {
+                shared.events.emit(GatewayEvent::HandshakeFailed {
+                    source: remote,
+                    reason: "timeout".to_owned(),
+                });
+            }
             None
         }
     }

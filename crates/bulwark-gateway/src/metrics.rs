@@ -54,7 +54,8 @@ counters! {
     subscribe_denied_total => "Subscription filters refused by policy or limits.",
     receive_denied_total => "Deliveries withheld because the subscriber may not receive the topic.",
     will_denied_total => "CONNECTs refused for a will on a topic the client may not publish to.",
-    rate_limited_total => "PUBLISH packets refused by the per-principal message or byte rate.",
+    rate_limited_total => "PUBLISH packets refused by the per-principal message or byte rate (including device throttles).",
+    throttled_total => "PUBLISH packets refused by a device throttle (a response action; also in rate_limited_total).",
     queue_dropped_total => "Messages dropped because a session's queue was full.",
     expired_dropped_total => "Messages dropped because their message expiry passed before delivery.",
     too_large_dropped_total => "Messages not delivered because they exceed the subscriber's maximum packet size.",
@@ -66,6 +67,7 @@ counters! {
     system_publishes_total => "Messages published by the server itself (e.g. OTA notifications).",
     system_publish_dropped_total => "Deliveries of server-published messages dropped because a connected subscriber's queue was full (also in queue_dropped_total).",
     events_dropped_total => "Gateway events dropped because the event bus was full.",
+    device_reports_oversized_total => "Device inventory or posture reports too large to pass to the detection pipeline (routed as usual, not emitted as events).",
     persistence_errors_total => "Session-store writes that failed.",
 }
 

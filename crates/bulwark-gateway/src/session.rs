@@ -7,7 +7,7 @@
 //! and to record acknowledgements. No lock is held across an await.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -48,6 +48,14 @@ impl Owner {
             Some(("device", d)) => bulwark_types::DeviceId::new(d).ok().map(Owner::Device),
             Some(("service", n)) => Some(Owner::Service(n.to_owned())),
             None if s == "dev" => Some(Owner::Dev),
+            _ => None,
+        }
+    }
+
+    /// The device, when the owner is one.
+    pub fn device(&self) -> Option<bulwark_types::DeviceId> {
+        match self {
+            Owner::Device(d) => Some(d.clone()),
             _ => None,
         }
     }
@@ -133,6 +141,10 @@ pub struct Session {
     /// full queue.
     room: Notify,
     policy: RwLock<Arc<CompiledPolicy>>,
+    /// Bumped when the owner's throttle changes (see `response`): the
+    /// attached connection compares it with the value it last saw on each
+    /// PUBLISH (one atomic load) and re-reads the throttle when it moved.
+    throttle_epoch: AtomicU64,
     state: Mutex<SessionState>,
 }
 
@@ -166,6 +178,7 @@ impl Session {
             notify: Notify::new(),
             room: Notify::new(),
             policy: RwLock::new(policy),
+            throttle_epoch: AtomicU64::new(0),
             state: Mutex::new(SessionState {
                 link: None,
                 subscriptions: HashMap::new(),
@@ -192,6 +205,16 @@ impl Session {
 
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Release);
+    }
+
+    /// The throttle epoch (see the field).
+    pub fn throttle_epoch(&self) -> u64 {
+        self.throttle_epoch.load(Ordering::Acquire)
+    }
+
+    /// Tells the attached connection its owner's throttle changed.
+    pub fn bump_throttle_epoch(&self) {
+        self.throttle_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Resolves when deliveries leave the queue (see [`Offer::Full`]).
@@ -290,6 +313,14 @@ impl Session {
     }
 }
 
+/// Deliveries moved to the wire by [`SessionState::drain`]: messages and
+/// payload bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    pub messages: u32,
+    pub bytes: u64,
+}
+
 impl SessionState {
     /// A packet id not in flight (the window is far below 65,535, so one
     /// is always free).
@@ -302,7 +333,7 @@ impl SessionState {
     /// expired ones and ones the policy no longer lets the session receive
     /// are dropped. `emit` gets each PUBLISH; it returns false when the
     /// packet could not be encoded (too large for the client), in which
-    /// case the delivery is dropped.
+    /// case the delivery is dropped. Returns what was emitted.
     pub fn drain(
         &mut self,
         session: &Session,
@@ -310,7 +341,8 @@ impl SessionState {
         metrics: &Metrics,
         journal: &mut Journal,
         mut emit: impl FnMut(Publish) -> bool,
-    ) {
+    ) -> Drained {
+        let mut drained = Drained::default();
         let key = &session.key;
         let forget = |journal: &mut Journal, d: &Delivery| {
             if let Some(seq) = d.seq {
@@ -368,6 +400,8 @@ impl SessionState {
                 });
             }
             let len = d.message.payload.len() as u64;
+            drained.messages = drained.messages.saturating_add(1);
+            drained.bytes = drained.bytes.saturating_add(len);
             for c in [
                 &metrics.messages_delivered_total,
                 &session.counters.messages_out,
@@ -390,5 +424,6 @@ impl SessionState {
         if self.queue.len() < before {
             session.room.notify_waiters();
         }
+        drained
     }
 }

@@ -24,6 +24,8 @@ use crate::session::Session;
 use crate::Shared;
 
 mod packets;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use packets::topic_problem;
 
@@ -286,12 +288,15 @@ async fn run<S>(
     let expiry = conn.expiry_secs();
     let will = conn.take_will();
     drop(conn);
-    shared.events.emit(GatewayEvent::Disconnected {
-        client_id,
-        principal: session.owner.counter_key(),
-        source: remote,
-        normal: matches!(end, End::Normal | End::NormalWithWill),
-    });
+    if shared.events.enabled() {
+        shared.events.emit(GatewayEvent::Disconnected {
+            client_id,
+            principal: session.owner.counter_key(),
+            device: session.owner.device(),
+            source: remote,
+            normal: matches!(end, End::Normal | End::NormalWithWill),
+        });
+    }
     let epoch = shared.broker.detach(&session, attached.generation, expiry);
     finish(&shared, &session, epoch, expiry, end, will);
 }
@@ -422,11 +427,14 @@ async fn attach(
     if let Some(m) = client_max {
         encoder.set_max_packet_size(m);
     }
-    shared.events.emit(GatewayEvent::Connected {
-        client_id: admission.client_id.clone(),
-        principal: session.owner.counter_key(),
-        source: remote,
-    });
+    if shared.events.enabled() {
+        shared.events.emit(GatewayEvent::Connected {
+            client_id: admission.client_id.clone(),
+            principal: session.owner.counter_key(),
+            device: session.owner.device(),
+            source: remote,
+        });
+    }
     tracing::debug!(client_id = %admission.client_id, %remote, %version, present = attached.session_present, "MQTT session attached");
     Metrics::inc(&metrics.connections_active);
 

@@ -1,4 +1,10 @@
 //! The connected phase: the read/write loop and one handler per packet.
+//!
+//! Detection hooks on this path cost one atomic load each when nobody
+//! subscribed to events: `Published`, `DeviceReport` and `Subscribed` are
+//! built per accepted packet, `Delivered` once per write to the socket
+//! (what the loop turn drained, aggregated). The device throttle costs one
+//! atomic load per PUBLISH (see `response`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::{disconnect_packet, End};
 use crate::config::GatewayLimits;
-use crate::events::GatewayEvent;
+use crate::events::{GatewayEvent, ReportKind, MAX_DEVICE_REPORT};
 use crate::limits::TokenBucket;
 use crate::message::Message;
 use crate::metrics::Metrics;
@@ -122,6 +128,13 @@ pub(crate) struct Conn {
     incoming_qos2: IncomingQos2,
     messages: TokenBucket,
     bytes: TokenBucket,
+    /// The device's throttle (a response action), checked before
+    /// `messages`; rebuilt when the session's throttle epoch moves.
+    throttle: Option<TokenBucket>,
+    throttle_epoch: u64,
+    /// Deliveries encoded into `out` and not yet reported as a
+    /// `Delivered` event.
+    delivered: crate::session::Drained,
     /// Writes to commit before the output buffer may be sent.
     journal: Journal,
     /// Writes that need not be waited for.
@@ -142,12 +155,19 @@ impl Conn {
     ) -> Self {
         let now = Instant::now();
         let limits = &shared.broker.limits;
+        // The epoch first: a throttle set after this load bumps it, so
+        // it is seen at the next PUBLISH if the map read below missed it.
+        let throttle_epoch = session.throttle_epoch();
+        let throttle = shared.throttles.bucket_for(&session.owner, now);
         Self {
             version: encoder.version(),
             aliases: TopicAliases::new(limits.topic_alias_maximum),
             incoming_qos2: IncomingQos2::new(limits.receive_maximum),
             messages: TokenBucket::new(limits.publish_rate, limits.publish_burst, now),
             bytes: TokenBucket::new(limits.publish_bytes_rate, limits.publish_bytes_burst, now),
+            throttle,
+            throttle_epoch,
+            delivered: crate::session::Drained::default(),
             shared,
             session,
             encoder,
@@ -241,6 +261,7 @@ impl Conn {
                     return End::Abnormal;
                 }
                 self.out.clear();
+                self.report_delivered();
             }
             if let Flow::Close(end) = flow {
                 let _ = wr.flush().await;
@@ -539,7 +560,19 @@ impl Conn {
         }
         let now = Instant::now();
         let size = p.payload.len() as f64;
-        if !self.messages.try_take(1.0, now) || !self.bytes.try_take(size, now) {
+        let epoch = self.session.throttle_epoch();
+        if epoch != self.throttle_epoch {
+            self.throttle_epoch = epoch;
+            self.throttle = self.shared.throttles.bucket_for(&self.session.owner, now);
+        }
+        let throttled = self
+            .throttle
+            .as_mut()
+            .is_some_and(|t| !t.try_take(1.0, now));
+        if throttled {
+            Metrics::inc(&metrics.throttled_total);
+        }
+        if throttled || !self.messages.try_take(1.0, now) || !self.bytes.try_take(size, now) {
             Metrics::inc(&metrics.rate_limited_total);
             Metrics::inc(&self.session.counters.denials);
             return self.refuse_publish(
@@ -551,11 +584,14 @@ impl Conn {
         if !self.session.allows(Action::Publish, topic.as_str()) {
             Metrics::inc(&metrics.publish_denied_total);
             Metrics::inc(&self.session.counters.denials);
-            self.shared.events.emit(GatewayEvent::Denied {
-                principal: self.session.owner.counter_key(),
-                action: "publish",
-                topic: topic.as_str().to_owned(),
-            });
+            if self.shared.events.enabled() {
+                self.shared.events.emit(GatewayEvent::Denied {
+                    principal: self.session.owner.counter_key(),
+                    device: self.session.owner.device(),
+                    action: "publish",
+                    topic: topic.as_str().to_owned(),
+                });
+            }
             return self.refuse_publish(
                 &p,
                 ReasonCode::NotAuthorized,
@@ -582,12 +618,7 @@ impl Conn {
             .broker
             .route(&msg, &mut self.journal, &mut self.blocked);
         if self.shared.events.enabled() {
-            self.shared.events.emit(GatewayEvent::Published {
-                principal: self.session.owner.counter_key(),
-                topic: msg.topic.as_str().to_owned(),
-                bytes: msg.payload.len(),
-                qos: qos as u8,
-            });
+            self.published_events(&msg);
         }
         for c in [
             &metrics.messages_received_total,
@@ -603,6 +634,48 @@ impl Conn {
         }
         self.ack(qos, packet_id, ReasonCode::Success);
         Flow::Continue
+    }
+
+    /// `Published` for an accepted message, and `DeviceReport` when a
+    /// device sent it to one of its own report topics (events enabled).
+    fn published_events(&self, msg: &Message) {
+        let events = &self.shared.events;
+        let device = self.session.owner.device();
+        if let Some(d) = &device {
+            if let Some(kind) = ReportKind::of_topic(d, msg.topic.as_str()) {
+                if msg.payload.len() > MAX_DEVICE_REPORT {
+                    Metrics::inc(&self.metrics().device_reports_oversized_total);
+                } else {
+                    events.emit(GatewayEvent::DeviceReport {
+                        device: d.clone(),
+                        kind,
+                        payload: msg.payload.clone(),
+                    });
+                }
+            }
+        }
+        events.emit(GatewayEvent::Published {
+            principal: self.session.owner.counter_key(),
+            device,
+            topic: msg.topic.as_str().to_owned(),
+            bytes: msg.payload.len(),
+            qos: msg.qos as u8,
+            retain: msg.retain,
+        });
+    }
+
+    /// `Delivered` for what the last write sent, if anything (events
+    /// enabled; otherwise the tally is just reset).
+    fn report_delivered(&mut self) {
+        let d = std::mem::take(&mut self.delivered);
+        if d.messages > 0 && self.shared.events.enabled() {
+            self.shared.events.emit(GatewayEvent::Delivered {
+                principal: self.session.owner.counter_key(),
+                device: self.session.owner.device(),
+                messages: d.messages,
+                bytes: d.bytes,
+            });
+        }
     }
 
     fn refuse(&mut self, qos: QoS, id: Option<PacketId>, code: ReasonCode, message: &str) -> Flow {
@@ -629,11 +702,14 @@ impl Conn {
             let refusal = if topic_problem(filter.as_str(), self.limits()).is_some() {
                 Some(ReasonCode::TopicFilterInvalid)
             } else if !self.session.allows(Action::Subscribe, filter.as_str()) {
-                self.shared.events.emit(GatewayEvent::Denied {
-                    principal: self.session.owner.counter_key(),
-                    action: "subscribe",
-                    topic: filter.as_str().to_owned(),
-                });
+                if self.shared.events.enabled() {
+                    self.shared.events.emit(GatewayEvent::Denied {
+                        principal: self.session.owner.counter_key(),
+                        device: self.session.owner.device(),
+                        action: "subscribe",
+                        topic: filter.as_str().to_owned(),
+                    });
+                }
                 Some(ReasonCode::NotAuthorized)
             } else {
                 let st = self.session.lock();
@@ -660,6 +736,13 @@ impl Conn {
                 QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
                 QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
             });
+            if self.shared.events.enabled() {
+                self.shared.events.emit(GatewayEvent::Subscribed {
+                    principal: self.session.owner.counter_key(),
+                    device: self.session.owner.device(),
+                    filter: filter.as_str().to_owned(),
+                });
+            }
             granted.push((filter, record, existed));
         }
         self.push(&Packet::SubAck(SubAck {
@@ -738,12 +821,14 @@ impl Conn {
         }
         let encoder = self.encoder;
         let out = &mut self.out;
-        st.drain(
+        let d = st.drain(
             &session,
             Instant::now(),
             &shared.broker.metrics,
             &mut self.nowait,
             |p| encoder.encode(&Packet::Publish(p), out).is_ok(),
         );
+        self.delivered.messages = self.delivered.messages.saturating_add(d.messages);
+        self.delivered.bytes = self.delivered.bytes.saturating_add(d.bytes);
     }
 }
