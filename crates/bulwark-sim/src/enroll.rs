@@ -29,17 +29,17 @@ const TOKEN_TTL_SECS: u64 = 3600;
 const MAX_ATTEMPTS: u32 = 30;
 
 /// Where the server is: the variables `bulwark server --dev` writes to `dev.env`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ApiTarget {
     /// Server base URL; must be a loopback address.
     #[arg(long, env = "BULWARK_ADDR")]
-    addr: String,
+    pub(crate) addr: String,
     /// Operator token allowed to create groups and enrollment tokens.
     #[arg(long, env = "BULWARK_TOKEN", hide_env_values = true)]
-    token: String,
+    pub(crate) token: String,
     /// PEM CA bundle that signed the server's certificate.
     #[arg(long, env = "BULWARK_CACERT")]
-    cacert: PathBuf,
+    pub(crate) cacert: PathBuf,
 }
 
 /// A validated `enroll` command.

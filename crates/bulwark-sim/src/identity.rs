@@ -153,12 +153,34 @@ impl TlsSettings {
         let key_file = key_path(dir, id);
         let key = PrivateKeyDer::from_pem_file(&key_file)
             .with_context(|| format!("cannot read the key {}", key_file.display()))?;
+        self.client_config_with(chain, key)
+            .with_context(|| format!("certificate and key of {id} do not go together"))
+    }
+
+    /// A client configuration presenting `chain` (any certificate, trusted
+    /// by the server or not). No session resumption.
+    pub(crate) fn client_config_with(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<ClientConfig>> {
         let mut config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .context("TLS versions")?
             .with_root_certificates(self.roots.clone())
             .with_client_auth_cert(chain, key)
-            .with_context(|| format!("certificate and key of {id} do not go together"))?;
+            .context("the certificate and key do not go together")?;
+        config.resumption = Resumption::disabled();
+        Ok(Arc::new(config))
+    }
+
+    /// A client configuration presenting no certificate.
+    pub(crate) fn client_config_anonymous(&self) -> Result<Arc<ClientConfig>> {
+        let mut config = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_root_certificates(self.roots.clone())
+            .with_no_client_auth();
         config.resumption = Resumption::disabled();
         Ok(Arc::new(config))
     }

@@ -8,11 +8,15 @@
 //! - `ota`: devices wait for a rollout's update instruction over MQTT, then
 //!   verify and download the release and report their steps over HTTPS.
 //! - `report`: medians of many `load` results as a markdown table.
+//! - `scenario`: attack simulation: a fresh fleet with a benign background,
+//!   then one attack; measures the server's time to detect and contain it
+//!   and its false positives.
 //!
 //! Progress goes to stderr; each command prints one JSON object on stdout.
 //! Everything stays on loopback, is bounded in count and time, and stops by
 //! itself.
 
+mod attack;
 mod enroll;
 mod identity;
 mod mqtt;
@@ -111,6 +115,11 @@ enum Command {
     /// Simulated devices take part in an OTA rollout (no real install; see below).
     #[command(after_long_help = ota::OTA_HELP, after_help = ota::OTA_HELP)]
     Ota(ota::OtaArgs),
+    /// Attack simulation: enroll a fleet, run benign traffic, then an
+    /// attack; poll the server's alerts and print the time to detect and
+    /// to contain it, and the false positives (see the scenarios below).
+    #[command(after_long_help = attack::SCENARIO_HELP, after_help = attack::SCENARIO_HELP)]
+    Scenario(attack::ScenarioArgs),
     /// Read JSON result lines (a file or stdin) and print the medians per
     /// scenario and label as a markdown table, with the ratio of the first
     /// label to the second.
@@ -362,6 +371,17 @@ fn main() -> Result<()> {
                     })?
             });
             // Connections still open are dropped here; do not wait for them.
+            rt.shutdown_timeout(Duration::from_secs(1));
+            out?
+        }
+        Command::Scenario(args) => {
+            let max = args.max_seconds();
+            let rt = runtime()?;
+            let out = rt.block_on(async move {
+                tokio::time::timeout(Duration::from_secs(max), attack::run(args))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the run did not finish within {max} s"))?
+            });
             rt.shutdown_timeout(Duration::from_secs(1));
             out?
         }

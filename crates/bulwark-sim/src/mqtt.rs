@@ -100,6 +100,22 @@ impl Conn {
         client_id: &str,
         read_chunk: usize,
     ) -> Result<Conn, Failure> {
+        Self::open_with(broker, session, tls, client_id, None, read_chunk).await
+    }
+
+    /// [`Conn::open`] with a username and password in the CONNECT.
+    pub(crate) async fn open_with(
+        broker: &Broker,
+        session: &Session,
+        tls: Arc<ClientConfig>,
+        client_id: &str,
+        credentials: Option<(String, Vec<u8>)>,
+        read_chunk: usize,
+    ) -> Result<Conn, Failure> {
+        let (username, password) = match credentials {
+            Some((u, p)) => (Some(u), Some(p.into())),
+            None => (None, None),
+        };
         let deadline = Instant::now() + broker.connect_timeout();
         let io = broker
             .dial(tls, session.server_name.clone(), deadline)
@@ -119,8 +135,8 @@ impl Conn {
             keep_alive: session.keepalive,
             client_id: client_id.to_owned(),
             will: None,
-            username: None,
-            password: None,
+            username,
+            password,
             properties: Properties::default(),
         };
         conn.queue(&Packet::Connect(Box::new(connect)))?;
