@@ -274,4 +274,31 @@ pub enum AuditEvent {
         reason: Option<String>,
         attempts: u32,
     },
+    /// A detector raised an alert (its evidence bundle's SHA-256 is kept
+    /// with it, so the bundle can be checked later).
+    AlertOpened {
+        id: i64,
+        entity: String,
+        device_id: Option<DeviceId>,
+        detector: String,
+        severity: String,
+        title: String,
+        bundle_sha256: Option<String>,
+    },
+    /// Acknowledged or resolved.
+    AlertStateChanged {
+        id: i64,
+        state: String,
+        reason: Option<String>,
+    },
+    /// A response action was scheduled, applied, released, approved,
+    /// refused, cancelled or failed.
+    AlertActionChanged {
+        alert: i64,
+        action_id: i64,
+        action: String,
+        device_id: Option<DeviceId>,
+        state: String,
+        reason: Option<String>,
+    },
 }

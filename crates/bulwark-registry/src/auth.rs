@@ -42,6 +42,11 @@ pub enum Action {
     ReadOta,
     /// Pause, resume and cancel rollouts.
     ControlRollouts,
+    /// List alerts, their actions and evidence bundles.
+    ReadAlerts,
+    /// Acknowledge and resolve alerts; approve, refuse, release and
+    /// escalate response actions.
+    ManageAlerts,
 }
 
 impl Action {
@@ -66,6 +71,8 @@ impl Action {
             Self::ManageReleases => "manage OTA releases",
             Self::ReadOta => "read OTA releases and rollouts",
             Self::ControlRollouts => "pause, resume and cancel rollouts",
+            Self::ReadAlerts => "read alerts",
+            Self::ManageAlerts => "manage alerts and response actions",
         }
     }
 
@@ -87,6 +94,7 @@ impl Action {
                     | ReadMetrics
                     | ReadManufacturerCas
                     | ReadOta
+                    | ReadAlerts
             ),
             Role::Enroller => matches!(self, ReadGroups | CreateEnrollToken),
             Role::ReleaseManager => {
@@ -262,6 +270,8 @@ mod tests {
             (ManageReleases, true, false, false, false, true),
             (ReadOta, true, true, true, false, true),
             (ControlRollouts, true, true, false, false, true),
+            (ReadAlerts, true, true, true, false, false),
+            (ManageAlerts, true, true, false, false, false),
         ];
         for (action, admin, operator, auditor, enroller, release) in table {
             for (role, expect) in [

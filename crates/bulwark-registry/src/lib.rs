@@ -12,6 +12,7 @@
 //! registered manufacturer CA issued). Every state-changing method takes
 //! one of them, so an unauthenticated path does not compile.
 
+mod alerts;
 mod auth;
 mod enroll;
 mod error;
@@ -25,6 +26,7 @@ mod rollout;
 mod secrets;
 mod service;
 
+pub use alerts::{alert_filter, ActionCommand, ActionDone, Responder};
 pub use auth::{
     Action, ClaimIdentity, ClientIdentity, DeviceCredential, DeviceIdentity, Operator,
     ServiceIdentity,

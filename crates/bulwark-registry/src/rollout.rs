@@ -11,8 +11,8 @@
 //!
 //! Security signals count against a rollout like install failures: an
 //! updated (healthy) device that fails MQTT authentication after updating,
-//! or has no MQTT session for the plan's `silence_secs`, is flagged (and
-//! audited). Authentication failures are compared with the count the
+//! has no MQTT session for the plan's `silence_secs`, or raises an alert of
+//! medium severity or worse (detection) is flagged (and audited). Authentication failures are compared with the count the
 //! engine saw when it first found the device healthy ([`EngineMemory`],
 //! in memory: a restart takes a new baseline).
 
@@ -26,7 +26,9 @@ use bulwark_ota::rollout::{
     RolloutSpec, Verdict,
 };
 use bulwark_store::{DeviceFilter, DeviceStepChange, NewRollout, StoreError};
-use bulwark_types::{DeviceId, DeviceState, Rollout, RolloutDevice, RolloutPlan, RolloutSelector};
+use bulwark_types::{
+    DeviceId, DeviceState, Rollout, RolloutDevice, RolloutPlan, RolloutSelector, Severity,
+};
 use time::OffsetDateTime;
 
 use crate::auth::{Action, DeviceIdentity};
@@ -373,7 +375,13 @@ impl Registry {
                 silence.as_secs()
             ))
         } else {
-            None
+            let alerts = self
+                .store
+                .device_alerts_since(&d.device, d.updated_at, Severity::Medium)
+                .await?;
+            (alerts > 0).then(|| {
+                format!("raised {alerts} alert(s) of medium severity or worse since updating")
+            })
         };
         let Some(flag) = flag else { return Ok(()) };
         tracing::warn!(rollout = %r.id, device = %d.device, %flag, "updated device flagged");

@@ -3,81 +3,17 @@
 //! events after commit, service passwords (Argon2id, audited failures) and
 //! service certificates through `identify_client`.
 
-use std::sync::Arc;
-
-use aws_lc_rs::signature::Ed25519KeyPair;
-use bulwark_ca::{Ca, CaOptions, KdfParams, Passphrase};
 use bulwark_policy::{Action, CompiledPolicy};
-use bulwark_registry::{
-    ClientIdentity, Event, EventBus, Operator, PolicySubject, Registry, RegistryConfig,
-    RegistryError,
-};
-use bulwark_store::{CheckpointPolicy, CheckpointSigner, SqliteStore, StoreError};
+use bulwark_registry::{ClientIdentity, Event, PolicySubject, RegistryError};
+use bulwark_store::StoreError;
 use bulwark_types::{DeviceId, DeviceState, GroupId, PolicyName, PolicyTarget, Role, ServiceName};
 use tokio::sync::broadcast::error::TryRecvError;
 
-struct Signer(Ed25519KeyPair);
+mod common;
 
-impl CheckpointSigner for Signer {
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.0.sign(message).as_ref().to_vec()
-    }
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    registry: Registry,
-    admin: Operator,
-}
-
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let pass = Passphrase::new("correct horse battery staple".into()).unwrap();
-    let ca = Ca::init(
-        dir.path(),
-        &pass,
-        KdfParams::fast_for_tests(),
-        CaOptions::default(),
-    )
-    .unwrap();
-    let key = Ed25519KeyPair::from_pkcs8(ca.audit_key_pkcs8()).unwrap();
-    let store = SqliteStore::open(
-        &dir.path().join("bulwark.db"),
-        Box::new(Signer(key)),
-        CheckpointPolicy::default(),
-    )
-    .unwrap();
-    let registry = Registry::new(
-        Arc::new(store),
-        Arc::new(ca),
-        EventBus::new(64),
-        RegistryConfig::default(),
-    );
-    let token = registry.bootstrap_admin_token("test").await.unwrap();
-    let admin = registry
-        .authenticate_operator(&token, "test")
-        .await
-        .unwrap();
-    Fixture {
-        _dir: dir,
-        registry,
-        admin,
-    }
-}
+use common::{csr_der, fixture, Fixture};
 
 impl Fixture {
-    async fn operator(&self, role: Role) -> Operator {
-        let (secret, _) = self
-            .registry
-            .create_operator_token(&self.admin, role.to_string(), role, None)
-            .await
-            .unwrap();
-        self.registry
-            .authenticate_operator(&secret, "test")
-            .await
-            .unwrap()
-    }
-
     async fn put(&self, json: &str) -> u32 {
         let stored = self
             .registry
@@ -122,16 +58,6 @@ fn service(s: &str) -> ServiceName {
 }
 
 /// A P-256 key's DER CSR.
-fn csr_der() -> Vec<u8> {
-    let key = rcgen::KeyPair::generate().unwrap();
-    rcgen::CertificateParams::new(Vec::<String>::new())
-        .unwrap()
-        .serialize_request(&key)
-        .unwrap()
-        .der()
-        .to_vec()
-}
-
 fn allows(
     documents: &[bulwark_policy::PolicyDocument],
     p: &bulwark_policy::Principal,

@@ -27,10 +27,11 @@ use bulwark_types::{
 
 pub use error::StoreError;
 pub use model::{
-    BindKind, Bound, CertRecord, DeviceFilter, DeviceStepChange, DeviceUpdate, EnrollAuth,
-    Enrollment, ManufacturerBinding, ManufacturerCaRecord, ManufacturerCertRecord, NewCert,
-    NewClaim, NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken,
-    NewPolicyVersion, NewRollout, NewService, PolicyRecord, PolicyWrite, Reenrollment, RevokedCert,
+    AlertActionChange, AlertFilter, BindKind, Bound, CertRecord, DeviceFilter, DeviceStepChange,
+    DeviceUpdate, DueAlertAction, EnrollAuth, Enrollment, ManufacturerBinding,
+    ManufacturerCaRecord, ManufacturerCertRecord, NewAlert, NewAlertAction, NewCert, NewClaim,
+    NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion,
+    NewRollout, NewService, PolicyRecord, PolicyWrite, RaiseOutcome, Reenrollment, RevokedCert,
     ServiceRecord, StoredPolicy, TokenHash, Transition,
 };
 pub use mqtt::{
@@ -271,4 +272,47 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>>;
     /// Signs a checkpoint over the current head now (if anything is unsigned).
     async fn checkpoint_now(&self) -> Result<()>;
+
+    // --- alerts and response actions ----------------------------------------
+    /// Records a finding: opens an alert (with its bundle and scheduled
+    /// actions, audited), folds it into the open alert with the same
+    /// `dedup` key, or drops it inside a resolved alert's suppression window.
+    async fn raise_alert(&self, alert: NewAlert, actor: Actor) -> Result<RaiseOutcome>;
+    async fn get_alert(&self, id: i64) -> Result<Option<bulwark_types::Alert>>;
+    async fn list_alerts(&self, filter: AlertFilter) -> Result<Vec<bulwark_types::Alert>>;
+    /// Acknowledges or resolves an alert (`Conflict` if it cannot move so);
+    /// resolving cancels the actions still scheduled or awaiting approval.
+    async fn set_alert_state(
+        &self,
+        id: i64,
+        to: bulwark_types::AlertState,
+        reason: Option<String>,
+        actor: Actor,
+    ) -> Result<bulwark_types::Alert>;
+    /// Moves one action if it is still in one of `from` (`Conflict` if not).
+    async fn change_alert_action(
+        &self,
+        change: AlertActionChange,
+        actor: Actor,
+    ) -> Result<(bulwark_types::Alert, bulwark_types::AlertAction)>;
+    /// Adds an action to an unresolved alert (an operator's escalation).
+    async fn add_alert_action(
+        &self,
+        alert: i64,
+        action: NewAlertAction,
+        actor: Actor,
+    ) -> Result<(bulwark_types::Alert, bulwark_types::AlertAction)>;
+    /// Scheduled actions due by `now` on unresolved alerts, and applied
+    /// reversible actions whose release time passed.
+    async fn due_alert_actions(&self, now: time::OffsetDateTime) -> Result<Vec<DueAlertAction>>;
+    /// The evidence bundle stored when the alert opened.
+    async fn alert_bundle(&self, id: i64) -> Result<Option<Vec<u8>>>;
+    /// Alerts about `device` of at least `min` severity first seen at or
+    /// after `since` (the rollout engine's security signal).
+    async fn device_alerts_since(
+        &self,
+        device: &DeviceId,
+        since: time::OffsetDateTime,
+        min: bulwark_types::Severity,
+    ) -> Result<u64>;
 }

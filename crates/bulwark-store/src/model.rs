@@ -286,3 +286,79 @@ pub struct DeviceStepChange {
     /// Writes an audit entry (the end of its update, or a retry).
     pub audit: bool,
 }
+
+/// A detector's finding to record as an alert (or fold into the open one
+/// with the same `dedup` key).
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// Alerts with the same key are one alert while it is not resolved.
+    pub dedup: String,
+    pub device: Option<DeviceId>,
+    pub entity: String,
+    pub detector: String,
+    pub severity: bulwark_types::Severity,
+    pub title: String,
+    pub evidence: serde_json::Value,
+    /// A resolved alert with the same key suppresses new ones this long
+    /// after it was resolved.
+    pub suppress_for: std::time::Duration,
+    /// The evidence bundle (JSON), stored with the alert when it opens.
+    pub bundle: Option<Vec<u8>>,
+    /// The playbook's steps, scheduled when the alert opens.
+    pub actions: Vec<NewAlertAction>,
+}
+
+/// A response action to schedule on an alert.
+#[derive(Debug, Clone)]
+pub struct NewAlertAction {
+    pub playbook: Option<String>,
+    pub step: u32,
+    pub action: bulwark_types::ActionKind,
+    /// `Scheduled` (runs at `due_at`) or `AwaitingApproval`.
+    pub state: bulwark_types::ActionState,
+    pub due_at: Option<time::OffsetDateTime>,
+    /// What the executor needs (a throttle's rate, a release delay).
+    pub params: serde_json::Value,
+}
+
+/// What recording a finding did.
+#[derive(Debug, Clone)]
+pub enum RaiseOutcome {
+    /// A new alert, with its scheduled actions.
+    Opened(bulwark_types::Alert),
+    /// Folded into the alert that was already open.
+    Updated(bulwark_types::Alert),
+    /// Within the suppression window of a resolved alert: nothing stored.
+    Suppressed,
+}
+
+/// A compare-and-set change of one response action.
+#[derive(Debug, Clone)]
+pub struct AlertActionChange {
+    pub action_id: i64,
+    /// Applied only if the action is in one of these states.
+    pub from: Vec<bulwark_types::ActionState>,
+    pub to: bulwark_types::ActionState,
+    pub reason: Option<String>,
+    /// For `Applied`: when a reversible action is released by its timer.
+    pub release_at: Option<time::OffsetDateTime>,
+}
+
+/// Which alerts to list (ascending by id).
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    /// Only alerts with a larger id.
+    pub after: Option<i64>,
+    pub device: Option<DeviceId>,
+    pub state: Option<bulwark_types::AlertState>,
+    pub limit: u32,
+}
+
+/// An action whose time has come: a scheduled one now due, or an applied
+/// reversible one whose release time passed.
+#[derive(Debug, Clone)]
+pub struct DueAlertAction {
+    pub alert: bulwark_types::Alert,
+    pub action: bulwark_types::AlertAction,
+    pub params: serde_json::Value,
+}

@@ -5,6 +5,7 @@
 //! thread pool. Open one `SqliteStore` per database file: the writer thread
 //! assumes it is the only writer.
 
+mod alerts;
 mod manufacturer;
 mod ops;
 mod ota;

@@ -3,22 +3,24 @@
 use async_trait::async_trait;
 use bulwark_audit::{Actor, AuditEvent, Checkpoint, EnrollMethod, Entry};
 use bulwark_types::{
-    CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState,
-    EnrollToken, Group, ManufacturerCaName, OperatorToken, OtaRelease, PolicyName, PolicySummary,
-    PolicyTarget, RevocationReason, Rollout, RolloutDevice, Service, ServiceName,
+    Alert, AlertAction, AlertState, CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail,
+    DeviceId, DeviceState, EnrollToken, Group, ManufacturerCaName, OperatorToken, OtaRelease,
+    PolicyName, PolicySummary, PolicyTarget, RevocationReason, Rollout, RolloutDevice, Service,
+    ServiceName, Severity,
 };
 use rusqlite::{params, OptionalExtension};
 
 use super::rows::{self, ms};
 use super::writer::{rfc3339, WriteTx};
+use super::{alerts, manufacturer, ota, policies, rollout};
 use super::{audit_entry, read_checkpoints, SqliteStore};
-use super::{manufacturer, ota, policies, rollout};
 use crate::{
-    Bound, CertRecord, DeviceFilter, DeviceStepChange, DeviceUpdate, EnrollAuth, Enrollment,
-    ManufacturerBinding, ManufacturerCaRecord, ManufacturerCertRecord, NewCert, NewClaim,
+    AlertActionChange, AlertFilter, Bound, CertRecord, DeviceFilter, DeviceStepChange,
+    DeviceUpdate, DueAlertAction, EnrollAuth, Enrollment, ManufacturerBinding,
+    ManufacturerCaRecord, ManufacturerCertRecord, NewAlert, NewAlertAction, NewCert, NewClaim,
     NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion,
-    NewRollout, NewService, PolicyRecord, PolicyWrite, Reenrollment, Result, RevokedCert,
-    ServiceRecord, Store, StoreError, StoredPolicy, TokenHash, Transition,
+    NewRollout, NewService, PolicyRecord, PolicyWrite, RaiseOutcome, Reenrollment, Result,
+    RevokedCert, ServiceRecord, Store, StoreError, StoredPolicy, TokenHash, Transition,
 };
 
 pub(super) fn insert_cert(tx: &WriteTx<'_>, c: &NewCert) -> Result<()> {
@@ -926,6 +928,67 @@ impl Store for SqliteStore {
 
     async fn checkpoint_now(&self) -> Result<()> {
         self.request_checkpoint().await
+    }
+
+    async fn raise_alert(&self, alert: NewAlert, actor: Actor) -> Result<RaiseOutcome> {
+        self.write(move |tx| alerts::raise(tx, alert, &actor)).await
+    }
+
+    async fn get_alert(&self, id: i64) -> Result<Option<Alert>> {
+        self.read(move |c| alerts::get(c, id)).await
+    }
+
+    async fn list_alerts(&self, filter: AlertFilter) -> Result<Vec<Alert>> {
+        self.read(move |c| alerts::list(c, &filter)).await
+    }
+
+    async fn set_alert_state(
+        &self,
+        id: i64,
+        to: AlertState,
+        reason: Option<String>,
+        actor: Actor,
+    ) -> Result<Alert> {
+        self.write(move |tx| alerts::set_state(tx, id, to, reason, &actor))
+            .await
+    }
+
+    async fn change_alert_action(
+        &self,
+        change: AlertActionChange,
+        actor: Actor,
+    ) -> Result<(Alert, AlertAction)> {
+        self.write(move |tx| alerts::change_action(tx, change, &actor))
+            .await
+    }
+
+    async fn add_alert_action(
+        &self,
+        alert: i64,
+        action: NewAlertAction,
+        actor: Actor,
+    ) -> Result<(Alert, AlertAction)> {
+        self.write(move |tx| alerts::add_action(tx, alert, action, &actor))
+            .await
+    }
+
+    async fn due_alert_actions(&self, now: time::OffsetDateTime) -> Result<Vec<DueAlertAction>> {
+        self.read(move |c| alerts::due(c, now)).await
+    }
+
+    async fn alert_bundle(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        self.read(move |c| alerts::bundle(c, id)).await
+    }
+
+    async fn device_alerts_since(
+        &self,
+        device: &DeviceId,
+        since: time::OffsetDateTime,
+        min: Severity,
+    ) -> Result<u64> {
+        let device = device.clone();
+        self.read(move |c| alerts::device_alerts_since(c, &device, since, min))
+            .await
     }
 }
 

@@ -212,6 +212,52 @@ CREATE INDEX ota_rollout_history_device ON ota_rollout_history(rollout, device);
 -- failures (JSON of bulwark_types::AcceptedFailures).
 ALTER TABLE ota_rollouts ADD COLUMN accepted TEXT;
 "#,
+    r#"
+-- Alerts raised by detection, their response actions and evidence bundles.
+-- At most one unresolved alert per de-duplication key.
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedup TEXT NOT NULL,
+    device TEXT,
+    entity TEXT NOT NULL,
+    detector TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    title TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+    count INTEGER NOT NULL,
+    evidence TEXT NOT NULL,
+    bundle_sha256 TEXT,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    resolved_at INTEGER,
+    suppress_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX alerts_unresolved ON alerts(dedup) WHERE state != 'resolved';
+CREATE INDEX alerts_dedup ON alerts(dedup, resolved_at);
+CREATE INDEX alerts_device ON alerts(device, first_seen);
+CREATE TABLE alert_actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert INTEGER NOT NULL REFERENCES alerts(id),
+    playbook TEXT,
+    step INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    params TEXT NOT NULL,
+    due_at INTEGER,
+    release_at INTEGER,
+    applied_at INTEGER,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX alert_actions_alert ON alert_actions(alert);
+CREATE INDEX alert_actions_due ON alert_actions(state, due_at);
+CREATE INDEX alert_actions_release ON alert_actions(state, release_at);
+CREATE TABLE alert_bundles (
+    alert INTEGER PRIMARY KEY REFERENCES alerts(id),
+    body BLOB NOT NULL
+);
+"#,
 ];
 
 /// Connection settings every connection gets.
