@@ -4,6 +4,7 @@
 //! this crate adds what only crosses the wire. The CLI and the server both
 //! use these types, so the two cannot drift apart.
 
+mod alerts;
 mod manufacturer;
 mod mqtt;
 mod ota;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+pub use alerts::{AlertList, AlertNote, AlertQuery, Escalate};
 pub use manufacturer::{CreateManufacturerCa, DeletedManufacturerCa, ManufacturerCaDetail};
 pub use mqtt::{DeviceView, MqttCounters, MqttSession};
 pub use ota::{
@@ -25,9 +27,10 @@ pub use ota::{
 };
 
 pub use bulwark_types::{
-    CertKind, Certificate, Claim, Device, DeviceDetail, DeviceState, EnrollToken, Group, JitMode,
-    ManufacturerCa, ManufacturerCertificate, OperatorToken, OtaRelease, PolicySummary,
-    PolicyTarget, PolicyVersion, Rollout, RolloutDevice, RolloutPlan, RolloutSelector, Service,
+    ActionKind, ActionState, Alert, AlertAction, AlertState, CertKind, Certificate, Claim, Device,
+    DeviceDetail, DeviceState, EnrollToken, Group, JitMode, ManufacturerCa,
+    ManufacturerCertificate, OperatorToken, OtaRelease, PolicySummary, PolicyTarget, PolicyVersion,
+    Rollout, RolloutDevice, RolloutPlan, RolloutSelector, Service, Severity,
 };
 
 /// Media type of RFC 9457 problem details.

@@ -25,6 +25,7 @@ pub use limits::{LimitConfig, Limits};
 pub use metrics::ApiMetrics;
 pub use mqtt_tls::{mqtt_tls_config, LiveClientVerifier};
 pub use openapi::openapi_json;
+pub use routes::GatewayResponder;
 pub use tls::{serve, server_tls_config, ServeConfig};
 
 /// Shared state of every handler.

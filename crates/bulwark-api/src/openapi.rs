@@ -37,6 +37,8 @@ use crate::routes;
         routes::list_releases, routes::get_release, routes::tuf_file,
         routes::create_rollout, routes::list_rollouts, routes::get_rollout,
         routes::rollout_devices, routes::control_rollout, routes::device_report,
+        routes::list_alerts, routes::get_alert, routes::alert_bundle, routes::acknowledge_alert,
+        routes::resolve_alert, routes::escalate_alert, routes::alert_action,
     ),
     components(schemas(bulwark_api_types::Problem)),
     modifiers(&Bearer),

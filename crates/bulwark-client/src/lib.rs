@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+mod alerts;
 mod api;
 mod error;
 mod est;

@@ -120,6 +120,14 @@ pub enum GatewayEvent {
         qos: u8,
         retain: bool,
     },
+    /// A PUBLISH refused by the rate limit or a throttle (the message
+    /// attempt still counts for detection).
+    RateLimited {
+        principal: String,
+        device: Option<DeviceId>,
+        topic: String,
+        bytes: usize,
+    },
     /// Messages written to a client, aggregated per output batch (one
     /// event per write to the socket, not per message); payload bytes.
     Delivered {

@@ -177,6 +177,17 @@ pub struct FileConfig {
     pub log: LogFile,
     #[serde(default)]
     pub ota: OtaFile,
+    /// The detection engine (`bulwark_detect::DetectConfig`).
+    #[serde(default)]
+    pub detect: bulwark_detect::DetectConfig,
+    #[serde(default)]
+    pub response: crate::detect::ResponseFile,
+    /// Response playbooks; absent: the built-in ones; `playbooks = []`: none.
+    #[serde(default)]
+    pub playbooks: Option<Vec<crate::detect::playbook::Playbook>>,
+    /// Where alerts and actions go besides the API and the audit log.
+    #[serde(default)]
+    pub sinks: Vec<bulwark_sinks::SinkConfig>,
 }
 
 impl FileConfig {
@@ -224,6 +235,7 @@ pub struct Config {
     pub log_json: bool,
     pub log_level: String,
     pub ota: bulwark_registry::OtaConfig,
+    pub detect: crate::detect::DetectSettings,
 }
 
 impl Config {
@@ -366,6 +378,15 @@ impl Config {
                 expiries,
             }
         };
+        let detect = crate::detect::DetectSettings {
+            engine: file.detect,
+            playbooks: file
+                .playbooks
+                .unwrap_or_else(crate::detect::playbook::defaults),
+            sinks: file.sinks,
+            response: file.response,
+        };
+        detect.validate()?;
         let token_ttl_secs = file.enrollment.token_ttl_secs.unwrap_or(3600);
         if !(60..=30 * 86_400).contains(&token_ttl_secs) {
             bail!("[enrollment] token_ttl_secs must be between 60 and 2592000");
@@ -405,6 +426,7 @@ impl Config {
             log_json,
             log_level: file.log.level.unwrap_or_else(|| "info".into()),
             ota,
+            detect,
         })
     }
 }

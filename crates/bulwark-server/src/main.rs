@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod detect;
 mod offline;
 mod server;
 

@@ -310,6 +310,8 @@ pub async fn run(cfg: Config) -> Result<()> {
             }
         });
     }
+    // Detection and response: gateway events in, alerts and actions out.
+    crate::detect::spawn(cfg.detect.clone(), registry.clone(), gateway.clone())?;
     let limits = Limits::new(cfg.limits);
     limits.spawn_pruner();
     let app = bulwark_api::router(Arc::new(AppState {

@@ -859,6 +859,13 @@ fn openapi_document_describes_every_route() {
             ("/v1/ota/rollouts/{id}/devices", "get"),
             ("/v1/ota/rollouts/{id}/{command}", "post"),
             ("/v1/ota/tuf/{path}", "get"),
+            ("/v1/alerts", "get"),
+            ("/v1/alerts/{id}", "get"),
+            ("/v1/alerts/{id}/bundle", "get"),
+            ("/v1/alerts/{id}/acknowledge", "post"),
+            ("/v1/alerts/{id}/resolve", "post"),
+            ("/v1/alerts/{id}/escalate", "post"),
+            ("/v1/alerts/{id}/actions/{action}/{command}", "post"),
             ("/metrics", "get"),
         ];
         let mut documented: Vec<(String, String)> = Vec::new();

@@ -1,5 +1,6 @@
 //! The route table, the per-address limiter and the fallback.
 
+mod alerts;
 mod audit;
 mod ca;
 mod devices;
@@ -24,6 +25,8 @@ use bulwark_types::{CertSerial, DeviceId};
 use crate::extract::ConnInfo;
 use crate::{ApiError, AppState};
 
+pub use alerts::GatewayResponder;
+pub(crate) use alerts::*;
 pub(crate) use audit::*;
 pub(crate) use ca::*;
 pub(crate) use devices::*;
@@ -108,6 +111,16 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/ota/rollouts/{id}/devices", get(rollout_devices))
         .route("/ota/rollouts/{id}/{command}", post(control_rollout))
         .route("/ota/reports", post(device_report))
+        .route("/alerts", get(list_alerts))
+        .route("/alerts/{id}", get(get_alert))
+        .route("/alerts/{id}/bundle", get(alert_bundle))
+        .route("/alerts/{id}/acknowledge", post(acknowledge_alert))
+        .route("/alerts/{id}/resolve", post(resolve_alert))
+        .route("/alerts/{id}/escalate", post(escalate_alert))
+        .route(
+            "/alerts/{id}/actions/{action}/{command}",
+            post(alert_action),
+        )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let est = Router::new()
         .route("/cacerts", get(est_cacerts))

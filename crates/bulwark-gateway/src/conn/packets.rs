@@ -575,6 +575,16 @@ impl Conn {
         if throttled || !self.messages.try_take(1.0, now) || !self.bytes.try_take(size, now) {
             Metrics::inc(&metrics.rate_limited_total);
             Metrics::inc(&self.session.counters.denials);
+            if self.shared.events.enabled() {
+                // The attempt counts for detection: a flood shows as the
+                // rate it is sent at, not the rate the limit lets through.
+                self.shared.events.emit(GatewayEvent::RateLimited {
+                    principal: self.session.owner.counter_key(),
+                    device: self.session.owner.device(),
+                    topic: topic.as_str().to_owned(),
+                    bytes: p.payload.len(),
+                });
+            }
             return self.refuse_publish(
                 &p,
                 ReasonCode::QuotaExceeded,

@@ -13,6 +13,7 @@
 //! exits with 2 on usage errors, and `policy test` with 2 when the action
 //! is denied.
 
+mod alert;
 mod audit;
 mod cert;
 mod claim;
@@ -35,6 +36,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use bulwark_client::{Client, ClientError};
 
+pub use alert::AlertCmd;
 pub use audit::AuditCmd;
 pub use cert::CertCmd;
 pub use claim::ClaimCmd;
@@ -113,6 +115,11 @@ pub enum ClientCommand {
     ///
     /// Example: bulwark metrics | grep bulwark_mqtt_connections_active
     Metrics,
+    /// Alerts raised by detection: list (--watch), show, acknowledge,
+    /// resolve; approve, refuse, release or escalate response actions.
+    ///
+    /// Example: bulwark alert ls --state open --watch
+    Alert(AlertCmd),
     /// List, export and verify the hash-chained audit log.
     ///
     /// Example: bulwark audit verify
@@ -219,6 +226,7 @@ async fn dispatch(cmd: ClientCommand, opts: &ClientOpts) -> anyhow::Result<ExitC
         ClientCommand::ManufacturerCa(c) => manufacturer_ca::run(c, &ctx).await,
         ClientCommand::Ota(c) => ota::run(c, &ctx).await,
         ClientCommand::Audit(c) => audit::run(c, &ctx).await,
+        ClientCommand::Alert(c) => alert::run(c, &ctx).await,
         ClientCommand::Mqtt(c) => mqtt::run(c, &ctx).await,
         ClientCommand::Metrics => mqtt::metrics(&ctx).await,
         ClientCommand::Health => health(&ctx).await,

@@ -155,7 +155,24 @@ impl Raw {
     /// A TLS connection (with `creds` as client certificate, if any),
     /// nothing sent yet.
     pub async fn tls(server: &Server, creds: Option<&Creds>) -> std::io::Result<Raw> {
-        let tcp = tokio::net::TcpStream::connect(&server.mqtt_addr).await?;
+        Raw::tls_from(server, creds, None).await
+    }
+
+    /// As [`Raw::tls`], from the local address `source` (another loopback
+    /// address: a second place the same certificate is used from).
+    pub async fn tls_from(
+        server: &Server,
+        creds: Option<&Creds>,
+        source: Option<std::net::IpAddr>,
+    ) -> std::io::Result<Raw> {
+        let tcp = match source {
+            None => tokio::net::TcpStream::connect(&server.mqtt_addr).await?,
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                socket.connect(server.mqtt_addr.parse().unwrap()).await?
+            }
+        };
         let connector = tokio_rustls::TlsConnector::from(tls_config(&server.cacert, creds));
         let tls = connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)

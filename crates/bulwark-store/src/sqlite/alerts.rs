@@ -284,7 +284,10 @@ pub(super) fn set_state(
     let allowed = matches!(
         (alert.state, to),
         (AlertState::Open, AlertState::Acknowledged)
-            | (AlertState::Open | AlertState::Acknowledged, AlertState::Resolved)
+            | (
+                AlertState::Open | AlertState::Acknowledged,
+                AlertState::Resolved
+            )
     );
     if !allowed {
         return Err(StoreError::Conflict(format!(

@@ -1,0 +1,228 @@
+//! The detection and response pipeline: gateway events in, alerts,
+//! response actions and notices to the sinks out.
+//!
+//! ```text
+//! gateway ──GatewayEvent (bounded; full = dropped, counted)──▶ pipeline task
+//!   observe() each event, keep a short ring of recent events per device,
+//!   parse the agent's posture/inventory reports, tick() every window
+//!        │ findings + evidence bundles (bounded channel)
+//!        ▼
+//! alerter task ── Registry::alerts_raise (store: de-dup, audit, schedule)
+//!        │          then alerts_run_due (throttle/disconnect via the
+//!        │          gateway, restrict/revoke/decommission via the registry)
+//!        ▼
+//! bulwark-sinks Dispatcher (webhook, syslog, JSON lines, NATS)
+//! ```
+//!
+//! The pipeline task never waits on the store: findings go to the alerter
+//! through a bounded channel. A timer task runs due actions (delayed
+//! steps, timed releases) twice a second.
+
+mod events;
+pub mod playbook;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bulwark_api::GatewayResponder;
+use bulwark_detect::{DetectConfig, Engine};
+use bulwark_gateway::Gateway;
+use bulwark_registry::Registry;
+use bulwark_sinks::{Dispatcher, Notice, SinkConfig};
+use bulwark_store::{NewAlert, RaiseOutcome};
+use bulwark_types::{DeviceId, Severity};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use self::events::Pipeline;
+use self::playbook::Playbook;
+
+/// `[detect]` and `[response]` of the server's configuration, with the
+/// top-level `[[playbooks]]` and `[[sinks]]`.
+#[derive(Debug, Clone)]
+pub struct DetectSettings {
+    pub engine: DetectConfig,
+    pub playbooks: Vec<Playbook>,
+    pub sinks: Vec<SinkConfig>,
+    pub response: ResponseFile,
+}
+
+/// `[response]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseFile {
+    /// Whether the detection and response pipeline runs at all.
+    pub enabled: bool,
+    /// Findings below this severity are not recorded as alerts.
+    pub min_alert_severity: Severity,
+    /// After an alert is resolved, the same finding stays quiet this long.
+    pub suppress_secs: u64,
+    /// Gateway events buffered for the pipeline; more are dropped and counted.
+    pub event_buffer: usize,
+    /// Devices reporting a firmware version below this raise an alert.
+    pub firmware_floor: Option<String>,
+}
+
+impl Default for ResponseFile {
+    fn default() -> Self {
+        ResponseFile {
+            enabled: true,
+            min_alert_severity: Severity::Low,
+            suppress_secs: 600,
+            event_buffer: 1 << 16,
+            firmware_floor: None,
+        }
+    }
+}
+
+impl DetectSettings {
+    pub fn validate(&self) -> Result<()> {
+        Engine::new(self.engine.clone()).context("[detect]")?;
+        playbook::validate(&self.playbooks).context("[[playbooks]]")?;
+        SinkConfig::check(&self.sinks).context("[[sinks]]")?;
+        if !(1024..=1 << 22).contains(&self.response.event_buffer) {
+            anyhow::bail!("[response] event_buffer must be between 1024 and 4194304");
+        }
+        if let Some(f) = &self.response.firmware_floor {
+            semver::Version::parse(f)
+                .with_context(|| format!("[response] firmware_floor {f:?} is not a version"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Counters of the pipeline (logged every minute).
+#[derive(Debug, Default)]
+pub struct DetectStats {
+    pub events: AtomicU64,
+    pub findings: AtomicU64,
+    pub findings_dropped: AtomicU64,
+    pub alerts_opened: AtomicU64,
+    pub alerts_updated: AtomicU64,
+    pub alerts_suppressed: AtomicU64,
+    pub bad_reports: AtomicU64,
+}
+
+/// A finding on its way to the store.
+struct Raise {
+    alert: NewAlert,
+}
+
+/// Starts the pipeline, the alerter and the action timer. Returns `None`
+/// when detection is disabled.
+pub fn spawn(
+    settings: DetectSettings,
+    registry: Arc<Registry>,
+    gateway: Gateway,
+) -> Result<Option<Arc<DetectStats>>> {
+    if !settings.response.enabled {
+        tracing::warn!("detection and response are disabled ([response] enabled = false)");
+        return Ok(None);
+    }
+    let engine = Engine::new(settings.engine.clone()).context("[detect]")?;
+    let dispatcher = Arc::new(Dispatcher::start(settings.sinks.clone()).context("[[sinks]]")?);
+    let Some(events) = gateway.subscribe_events(settings.response.event_buffer) else {
+        anyhow::bail!("the gateway's events already have a consumer");
+    };
+    let stats = Arc::new(DetectStats::default());
+    let responder = GatewayResponder(Some(gateway.clone()));
+    let (raise_tx, raise_rx) = tokio::sync::mpsc::channel::<Raise>(4096);
+    let pipeline = Pipeline::new(engine, settings.clone(), gateway, stats.clone(), raise_tx);
+    tokio::spawn(pipeline.run(events, registry.clone()));
+    tokio::spawn(alerter(
+        raise_rx,
+        registry.clone(),
+        responder.clone(),
+        dispatcher.clone(),
+        stats.clone(),
+    ));
+    tokio::spawn(action_timer(registry, responder, dispatcher, stats.clone()));
+    tracing::info!(
+        playbooks = settings.playbooks.len(),
+        sinks = settings.sinks.len(),
+        "detection and response running"
+    );
+    Ok(Some(stats))
+}
+
+/// Records findings, notifies the sinks, and carries out the actions that
+/// are due at once (containment does not wait for the timer).
+async fn alerter(
+    mut rx: tokio::sync::mpsc::Receiver<Raise>,
+    registry: Arc<Registry>,
+    responder: GatewayResponder,
+    dispatcher: Arc<Dispatcher>,
+    stats: Arc<DetectStats>,
+) {
+    while let Some(Raise { alert }) = rx.recv().await {
+        let detector = alert.detector.clone();
+        match registry.alerts_raise(alert).await {
+            Ok(RaiseOutcome::Opened(a)) => {
+                stats.alerts_opened.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(alert = a.id, entity = %a.entity, detector = %a.detector, severity = %a.severity, "{}", a.title);
+                let has_actions = !a.actions.is_empty();
+                dispatcher.dispatch(Notice::Alert(a));
+                if has_actions {
+                    run_due(&registry, &responder, &dispatcher).await;
+                }
+            }
+            Ok(RaiseOutcome::Updated(_)) => {
+                stats.alerts_updated.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(RaiseOutcome::Suppressed) => {
+                stats.alerts_suppressed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(%detector, error = %e, "cannot record an alert"),
+        }
+    }
+}
+
+async fn run_due(registry: &Registry, responder: &GatewayResponder, dispatcher: &Dispatcher) {
+    match registry
+        .alerts_run_due(responder, OffsetDateTime::now_utc())
+        .await
+    {
+        Ok(done) => {
+            for (alert, action) in done {
+                dispatcher.dispatch(Notice::Action { alert, action });
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "response actions failed"),
+    }
+}
+
+/// Delayed steps and timed releases.
+async fn action_timer(
+    registry: Arc<Registry>,
+    responder: GatewayResponder,
+    dispatcher: Arc<Dispatcher>,
+    stats: Arc<DetectStats>,
+) {
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    loop {
+        every.tick().await;
+        run_due(&registry, &responder, &dispatcher).await;
+        n += 1;
+        if n % 120 == 0 {
+            let s = &stats;
+            tracing::info!(
+                events = s.events.load(Ordering::Relaxed),
+                findings = s.findings.load(Ordering::Relaxed),
+                findings_dropped = s.findings_dropped.load(Ordering::Relaxed),
+                alerts_opened = s.alerts_opened.load(Ordering::Relaxed),
+                alerts_updated = s.alerts_updated.load(Ordering::Relaxed),
+                alerts_suppressed = s.alerts_suppressed.load(Ordering::Relaxed),
+                bad_reports = s.bad_reports.load(Ordering::Relaxed),
+                "detection"
+            );
+        }
+    }
+}
+
+fn device_id(s: &str) -> Option<DeviceId> {
+    DeviceId::new(s).ok()
+}
