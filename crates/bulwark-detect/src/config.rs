@@ -245,8 +245,14 @@ pub struct BaselineConfig {
     pub drift_severity: Severity,
     /// Also keep baselines of each group's summed windows.
     pub groups: bool,
-    /// Peer comparison: a device against its group's devices in the same window.
+    /// Peer comparison: a device against its group's devices in the same
+    /// window. Off by default: it suits groups of alike devices (one
+    /// window of a fleet with mixed rates is noisy); turn it on per
+    /// deployment.
     pub peer_enabled: bool,
+    /// A peer finding also needs the device at least this many times its
+    /// group's median (plus the noise floor). Default 10.
+    pub peer_min_ratio: f64,
     pub peer_min_devices: usize,
     pub peer_metrics: Vec<Metric>,
     pub peer_threshold: f64,
@@ -280,7 +286,8 @@ impl Default for BaselineConfig {
             severity: Severity::Medium,
             drift_severity: Severity::Medium,
             groups: true,
-            peer_enabled: true,
+            peer_enabled: false,
+            peer_min_ratio: 10.0,
             peer_min_devices: 5,
             peer_metrics: vec![Metric::MsgsIn, Metric::BytesIn, Metric::DistinctTopics],
             peer_threshold: 8.0,

@@ -95,8 +95,9 @@ impl Engine {
                 };
                 let x = m.values[metric.index()];
                 let score = (x - median) / s;
+                let far = x >= cfg.peer_min_ratio * (median + cfg.floor);
                 if !streak.step(
-                    score > cfg.peer_threshold,
+                    score > cfg.peer_threshold && far,
                     cfg.peer_consecutive,
                     ctx.end_ms,
                     ctx.refire_ms,

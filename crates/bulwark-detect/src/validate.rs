@@ -177,6 +177,11 @@ impl DetectConfig {
             "must be >= 0",
         )?;
         check(
+            b.peer_min_ratio.is_finite() && b.peer_min_ratio >= 1.0,
+            "baseline.peer_min_ratio",
+            "must be >= 1",
+        )?;
+        check(
             positive(b.peer_threshold),
             "baseline.peer_threshold",
             "must be > 0",

@@ -93,6 +93,7 @@ fn slow_drift_is_caught_by_the_frozen_level_not_the_fast_one() {
 fn peers_flag_the_odd_device_out() {
     let mut cfg = baselines_only();
     cfg.baseline.metrics.clear(); // peers only
+    cfg.baseline.peer_enabled = true;
     let mut sim = Sim::new(cfg);
     let mut devices = fleet(6, "cams");
     for d in &mut devices {
@@ -112,9 +113,39 @@ fn peers_flag_the_odd_device_out() {
 }
 
 #[test]
+fn peers_are_off_by_default_and_a_few_times_the_median_is_not_odd() {
+    // Default configuration: no peer findings at all.
+    let mut cfg = baselines_only();
+    cfg.baseline.metrics.clear();
+    let mut sim = Sim::new(cfg.clone());
+    let mut devices = fleet(6, "cams");
+    devices[5].rate = 90.0;
+    sim.run_benign(&devices, 10);
+    assert!(sim.seen.is_empty(), "{:?}", sim.seen);
+    // Turned on: a device at 3x its peers' rate (a busier but normal
+    // device) stays quiet; 18x does not.
+    cfg.baseline.peer_enabled = true;
+    let mut sim = Sim::new(cfg);
+    let mut devices = fleet(6, "cams");
+    for d in &mut devices {
+        d.rate = 5.0;
+    }
+    devices[4].rate = 15.0;
+    devices[5].rate = 90.0;
+    sim.run_benign(&devices, 10);
+    assert!(!sim.seen.is_empty());
+    assert!(
+        sim.seen.iter().all(|s| s.finding.entity == "device:d5"),
+        "{:?}",
+        sim.seen
+    );
+}
+
+#[test]
 fn peers_need_enough_devices() {
     let mut cfg = baselines_only();
     cfg.baseline.metrics.clear();
+    cfg.baseline.peer_enabled = true;
     let mut sim = Sim::new(cfg);
     let mut devices = fleet(4, "cams");
     devices[3].rate = 90.0;
