@@ -177,10 +177,22 @@ pub fn defaults() -> Vec<Playbook> {
             detectors: vec![
                 "rule:flood".into(),
                 "rule:exfiltration".into(),
-                "rule:topic-scan".into(),
                 "rule:connect-churn".into(),
             ],
             min_severity: Severity::High,
+            steps: vec![Step {
+                rate_per_sec: Some(1.0),
+                burst: Some(5.0),
+                ..step(ActionKind::Throttle, Some(900))
+            }],
+        },
+        // A device probing topics outside its policy is refused each time
+        // already; slowing it down stops the probing from costing the
+        // gateway and buys the operator time.
+        Playbook {
+            name: "throttle-scanner".into(),
+            detectors: vec!["rule:topic-scan".into()],
+            min_severity: Severity::Medium,
             steps: vec![Step {
                 rate_per_sec: Some(1.0),
                 burst: Some(5.0),
