@@ -77,6 +77,8 @@ pub struct Limiter {
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     connects: Mutex<HashMap<String, Flaps>>,
+    /// Source addresses blocked by a response action, until when.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -118,6 +120,7 @@ impl Limiter {
             per_ip: Mutex::default(),
             failures: Mutex::default(),
             connects: Mutex::default(),
+            blocked: Mutex::default(),
         })
     }
 
@@ -135,12 +138,33 @@ impl Limiter {
         })
     }
 
-    /// How long `ip` must still wait after failed authentications.
+    /// How long `ip` must still wait: after failed authentications, or
+    /// while a response action blocks it.
     pub fn backoff(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let map = lock(&self.failures);
-        map.get(&ip)
-            .map(|f| f.blocked_until.saturating_duration_since(now))
-            .filter(|d| !d.is_zero())
+        let failed = lock(&self.failures)
+            .get(&ip)
+            .map(|f| f.blocked_until.saturating_duration_since(now));
+        let blocked = lock(&self.blocked)
+            .get(&ip)
+            .map(|until| until.saturating_duration_since(now));
+        failed.max(blocked).filter(|d| !d.is_zero())
+    }
+
+    /// Refuses new connections from `ip` until `until` (a response
+    /// action); false when the map of blocks is full.
+    pub fn block(&self, ip: IpAddr, until: Instant, now: Instant) -> bool {
+        let mut map = lock(&self.blocked);
+        prune(&mut map, |u| *u > now);
+        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
+            return false;
+        }
+        map.insert(ip, until);
+        true
+    }
+
+    /// Lifts a block; whether there was one.
+    pub fn unblock(&self, ip: IpAddr) -> bool {
+        lock(&self.blocked).remove(&ip).is_some()
     }
 
     /// Records a failed authentication from `ip`.
@@ -254,6 +278,20 @@ mod tests {
         assert_eq!(limiter.backoff(ip, t + Duration::from_secs(3)), None);
         limiter.auth_succeeded(ip);
         limiter.auth_failed(ip, t);
+        assert_eq!(limiter.backoff(ip, t), None);
+    }
+
+    #[test]
+    fn a_blocked_source_waits_until_the_block_ends_or_is_lifted() {
+        let limiter = Limiter::new(GatewayLimits::default());
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let t = Instant::now();
+        assert!(limiter.block(ip, t + Duration::from_secs(60), t));
+        assert_eq!(limiter.backoff(ip, t), Some(Duration::from_secs(60)));
+        assert_eq!(limiter.backoff("10.0.0.8".parse().unwrap(), t), None);
+        assert_eq!(limiter.backoff(ip, t + Duration::from_secs(61)), None);
+        assert!(limiter.unblock(ip));
+        assert!(!limiter.unblock(ip));
         assert_eq!(limiter.backoff(ip, t), None);
     }
 

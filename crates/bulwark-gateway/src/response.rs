@@ -146,6 +146,29 @@ impl Gateway {
             .collect()
     }
 
+    /// Refuses new connections from `source` for `duration` (a response
+    /// action against an address, e.g. credential stuffing before any
+    /// identity): they are shed at accept like the authentication
+    /// back-off's. Live connections are not cut. False when the map of
+    /// blocks is full. In memory only.
+    pub fn block_source(&self, source: std::net::IpAddr, duration: std::time::Duration) -> bool {
+        let now = std::time::Instant::now();
+        let blocked = self.shared.limiter.block(source, now + duration, now);
+        if blocked {
+            tracing::info!(%source, secs = duration.as_secs(), "source address blocked");
+        }
+        blocked
+    }
+
+    /// Lifts a block of `source`; whether there was one.
+    pub fn unblock_source(&self, source: std::net::IpAddr) -> bool {
+        let lifted = self.shared.limiter.unblock(source);
+        if lifted {
+            tracing::info!(%source, "source address block lifted");
+        }
+        lifted
+    }
+
     /// The session of `device` (a device's session key is its id).
     fn device_session(&self, device: &DeviceId) -> Option<std::sync::Arc<Session>> {
         self.shared

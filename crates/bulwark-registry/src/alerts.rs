@@ -12,6 +12,8 @@
 //! approval unless its playbook said otherwise. Every step is audited by
 //! the store in the transaction that records it.
 
+use std::net::IpAddr;
+
 use async_trait::async_trait;
 use bulwark_audit::Actor;
 use bulwark_store::{
@@ -35,6 +37,17 @@ pub trait Responder: Send + Sync {
     async fn unthrottle(&self, device: &DeviceId) -> bool;
     /// Cuts the device's live sessions; whether one was connected.
     async fn disconnect(&self, device: &DeviceId) -> bool;
+    /// Refuses new connections from `source` for `duration`.
+    async fn block_source(&self, source: IpAddr, duration: std::time::Duration) -> bool;
+    async fn unblock_source(&self, source: IpAddr) -> bool;
+}
+
+/// Default length of a block when its step names none.
+const DEFAULT_BLOCK_SECS: u64 = 900;
+
+/// The address an alert about `source:<ip>` is about.
+fn source_of(alert: &Alert) -> Option<IpAddr> {
+    alert.entity.strip_prefix("source:")?.parse().ok()
 }
 
 /// What an operator does to one action.
@@ -199,11 +212,21 @@ impl Registry {
     ) -> Result<Alert, RegistryError> {
         self.allow(op, Action::ManageAlerts).await?;
         let current = self.store.get_alert(alert).await?.ok_or_else(not_found)?;
-        if current.device.is_none() && action != ActionKind::Notify {
-            return Err(RegistryError::Invalid(format!(
-                "alert {alert} is about {}, not a device: only notify applies",
-                current.entity
-            )));
+        match (&current.device, action) {
+            (_, ActionKind::Notify) => {}
+            (None, ActionKind::Block) if source_of(&current).is_some() => {}
+            (None, _) => {
+                return Err(RegistryError::Invalid(format!(
+                    "alert {alert} is about {}, not a device: only notify and block apply",
+                    current.entity
+                )))
+            }
+            (Some(_), ActionKind::Block) => {
+                return Err(RegistryError::Invalid(format!(
+                    "alert {alert} is about a device: block applies to source addresses"
+                )))
+            }
+            (Some(_), _) => {}
         }
         let params = match release_after_secs {
             Some(s) if action.reversible() => serde_json::json!({ "release_after_secs": s }),
@@ -291,16 +314,31 @@ impl Registry {
         responder: &dyn Responder,
         actor: Actor,
     ) -> Result<Option<ActionDone>, RegistryError> {
-        let outcome = match &alert.device {
-            None if action.action == ActionKind::Notify => Ok(None),
-            None => Err(format!("{} is not a device", alert.entity)),
-            Some(device) => self.execute(device, action.action, params, responder).await,
+        let release_after = params
+            .get("release_after_secs")
+            .and_then(serde_json::Value::as_u64)
+            .or((action.action == ActionKind::Block).then_some(DEFAULT_BLOCK_SECS));
+        let outcome = match (&alert.device, action.action) {
+            (_, ActionKind::Notify) => Ok(None),
+            (_, ActionKind::Block) => match source_of(alert) {
+                Some(ip) => {
+                    let secs = release_after.unwrap_or(DEFAULT_BLOCK_SECS);
+                    match responder
+                        .block_source(ip, std::time::Duration::from_secs(secs))
+                        .await
+                    {
+                        true => Ok(None),
+                        false => Err(format!("cannot block {ip}: too many blocks")),
+                    }
+                }
+                None => Ok(Some("no source address to block".into())),
+            },
+            (None, _) => Err(format!("{} is not a device", alert.entity)),
+            (Some(device), kind) => self.execute(device, kind, params, responder).await,
         };
         let (to, reason, release_at) = match outcome {
             Ok(note) => {
-                let release_at = params
-                    .get("release_after_secs")
-                    .and_then(serde_json::Value::as_u64)
+                let release_at = release_after
                     .filter(|_| action.action.reversible() && note.is_none())
                     .map(|s| OffsetDateTime::now_utc() + std::time::Duration::from_secs(s));
                 (ActionState::Applied, note, release_at)
@@ -336,7 +374,7 @@ impl Registry {
         responder: &dyn Responder,
     ) -> Result<Option<String>, String> {
         match kind {
-            ActionKind::Notify => Ok(None),
+            ActionKind::Notify | ActionKind::Block => Ok(None),
             ActionKind::Throttle => {
                 let rate = params
                     .get("rate_per_sec")
@@ -379,6 +417,11 @@ impl Registry {
         actor: Actor,
         who: &str,
     ) -> Result<Option<ActionDone>, RegistryError> {
+        if action.action == ActionKind::Block {
+            if let Some(ip) = source_of(alert) {
+                responder.unblock_source(ip).await;
+            }
+        }
         let undone = match (&alert.device, action.action) {
             (Some(device), ActionKind::Throttle) => {
                 responder.unthrottle(device).await;

@@ -36,6 +36,17 @@ impl Responder for Recorder {
         self.0.lock().unwrap().push(format!("disconnect {device}"));
         true
     }
+    async fn block_source(&self, source: std::net::IpAddr, duration: Duration) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("block {source} {}", duration.as_secs()));
+        true
+    }
+    async fn unblock_source(&self, source: std::net::IpAddr) -> bool {
+        self.0.lock().unwrap().push(format!("unblock {source}"));
+        true
+    }
 }
 
 impl Recorder {
@@ -473,4 +484,64 @@ async fn an_operator_escalates_and_releases_by_hand() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("source:127.0.0.77"), "{err}");
+}
+
+#[tokio::test]
+async fn a_source_address_is_blocked_for_its_time_and_device_actions_do_not_apply_to_it() {
+    let f = fixture().await;
+    let r = &f.registry;
+    let gw = Recorder::default();
+    let d = f.enrolled("g", "d1").await;
+    let mut src = finding(&d, "rule:credential-stuffing", vec![]);
+    src.device = None;
+    src.entity = "source:127.0.0.77".into();
+    src.dedup = "rule:credential-stuffing:source:127.0.0.77".into();
+    src.actions = vec![
+        step(
+            0,
+            ActionKind::Block,
+            ActionState::Scheduled,
+            serde_json::json!({ "release_after_secs": 5 }),
+        ),
+        step(
+            1,
+            ActionKind::Restrict,
+            ActionState::Scheduled,
+            serde_json::json!({}),
+        ),
+    ];
+    let RaiseOutcome::Opened(a) = r.alerts_raise(src).await.unwrap() else {
+        panic!()
+    };
+    r.alerts_run_due(&gw, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let a = r.alert_get(&f.admin, a.id).await.unwrap();
+    assert_eq!(a.actions[0].state, ActionState::Applied);
+    assert!(a.actions[0].release_at.is_some());
+    assert_eq!(
+        a.actions[1].state,
+        ActionState::Failed,
+        "restrict needs a device"
+    );
+    assert_eq!(gw.calls(), ["block 127.0.0.77 5"]);
+    r.alerts_run_due(&gw, OffsetDateTime::now_utc() + Duration::from_secs(6))
+        .await
+        .unwrap();
+    assert_eq!(gw.calls().last().unwrap(), "unblock 127.0.0.77");
+    let a = r.alert_get(&f.admin, a.id).await.unwrap();
+    assert_eq!(a.actions[0].state, ActionState::Released);
+    // Block is for addresses: refused on a device's alert.
+    let RaiseOutcome::Opened(b) = r
+        .alerts_raise(finding(&d, "rule:flood", vec![]))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let err = r
+        .alert_escalate(&f.admin, b.id, ActionKind::Block, None, &gw)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("source addresses"), "{err}");
 }

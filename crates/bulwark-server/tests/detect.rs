@@ -384,3 +384,104 @@ fn a_certificate_used_from_a_second_address_is_quarantined_and_revocation_awaits
         assert!(refused);
     });
 }
+
+/// A TLS client certificate from a CA the server does not trust.
+fn rogue_creds(dir: &std::path::Path) -> common::mqtt::Creds {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "door-1");
+    let leaf = leaf
+        .signed_by(
+            &key,
+            &rcgen::Issuer::from_ca_cert_der(ca.der(), &ca_key).unwrap(),
+        )
+        .unwrap();
+    let cert = common::write(dir, "rogue.crt", leaf.pem());
+    let key_path = common::write(dir, "rogue.key", key.serialize_pem());
+    common::mqtt::Creds {
+        id: "door-1".into(),
+        cert_der: leaf.der().to_vec(),
+        key_der: key.serialize_der(),
+        cert,
+        key: key_path,
+    }
+}
+
+#[test]
+fn credential_stuffing_from_an_address_gets_it_blocked_until_released() {
+    // No authentication back-off: the block is the only thing that refuses.
+    let server = Server::start("[mqtt]\nauth_failures_before_backoff = 100000\n");
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let rogue = rogue_creds(dir.path());
+        let good = enroll(&server, "doors", "door-1").await;
+        let attacker: std::net::IpAddr = "127.0.0.77".parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let alert = loop {
+            for _ in 0..10 {
+                let _ = Raw::tls_from(&server, Some(&rogue), Some(attacker)).await;
+            }
+            let alerts = server
+                .client()
+                .list_alerts(&AlertQuery::default())
+                .await
+                .unwrap();
+            if let Some(a) = alerts.into_iter().find(|a| {
+                a.entity == "source:127.0.0.77"
+                    && a.actions.iter().any(|x| x.state == ActionState::Applied)
+            }) {
+                break a;
+            }
+            assert!(Instant::now() < deadline, "no block\n{}", server.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(alert.detector, "rule:credential-stuffing");
+        assert_eq!(alert.device, None);
+        let block = &alert.actions[0];
+        assert_eq!(block.action, ActionKind::Block);
+        assert!(block.release_at.is_some());
+
+        // Even a valid certificate cannot connect from the blocked address;
+        // from another address it can.
+        let from_attacker = match Raw::tls_from(&server, Some(&good), Some(attacker)).await {
+            Err(_) => false,
+            Ok(mut r) => r
+                .handshake(common::mqtt::connect_packet(
+                    bulwark_mqtt::ProtocolVersion::V5,
+                    "door-1",
+                ))
+                .await
+                .is_some_and(|a| a.reason_code == ReasonCode::Success),
+        };
+        assert!(!from_attacker, "the blocked address got in");
+        let _ok = Raw::device(&server, &good).await;
+
+        // Released by an operator: the address may connect again.
+        let released = cli_json(
+            &server,
+            &[
+                "alert",
+                "release",
+                &alert.id.to_string(),
+                &block.id.to_string(),
+            ],
+        );
+        assert_eq!(released["actions"][0]["state"], "released");
+        let mut r = Raw::tls_from(&server, Some(&good), Some(attacker))
+            .await
+            .unwrap();
+        let ack = r
+            .handshake(common::mqtt::connect_packet(
+                bulwark_mqtt::ProtocolVersion::V5,
+                "door-1",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::Success);
+    });
+}

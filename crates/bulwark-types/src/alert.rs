@@ -93,6 +93,9 @@ pub enum ActionKind {
     Revoke,
     /// Decommission the device (irreversible).
     Decommission,
+    /// Refuse new connections from a source address (an alert about
+    /// `source:<ip>`, such as credential stuffing; reversible, timed).
+    Block,
 }
 
 impl ActionKind {
@@ -104,6 +107,7 @@ impl ActionKind {
             ActionKind::Disconnect => "disconnect",
             ActionKind::Revoke => "revoke",
             ActionKind::Decommission => "decommission",
+            ActionKind::Block => "block",
         }
     }
 
@@ -115,13 +119,17 @@ impl ActionKind {
             "disconnect" => ActionKind::Disconnect,
             "revoke" => ActionKind::Revoke,
             "decommission" => ActionKind::Decommission,
+            "block" => ActionKind::Block,
             _ => return None,
         })
     }
 
     /// Whether the action can be undone (a timed release applies only to these).
     pub fn reversible(self) -> bool {
-        matches!(self, ActionKind::Throttle | ActionKind::Restrict)
+        matches!(
+            self,
+            ActionKind::Throttle | ActionKind::Restrict | ActionKind::Block
+        )
     }
 
     /// Whether the action cannot be undone (these wait for approval unless
@@ -270,6 +278,7 @@ mod tests {
             ActionKind::Disconnect,
             ActionKind::Revoke,
             ActionKind::Decommission,
+            ActionKind::Block,
         ] {
             assert_eq!(ActionKind::parse(a.as_str()), Some(a));
             assert!(!(a.reversible() && a.irreversible()));

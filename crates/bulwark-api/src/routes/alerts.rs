@@ -40,6 +40,16 @@ impl Responder for GatewayResponder {
             None => false,
         }
     }
+
+    async fn block_source(&self, source: std::net::IpAddr, duration: std::time::Duration) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|g| g.block_source(source, duration))
+    }
+
+    async fn unblock_source(&self, source: std::net::IpAddr) -> bool {
+        self.0.as_ref().is_some_and(|g| g.unblock_source(source))
+    }
 }
 
 fn responder(s: &AppState) -> GatewayResponder {

@@ -68,14 +68,15 @@ enum AlertSub {
     /// Undo an applied throttle or restriction now.
     Release { id: i64, action: i64 },
     /// Carry out an action on the alert's device now: throttle, restrict
-    /// (quarantine), disconnect, revoke or decommission.
+    /// (quarantine), disconnect, revoke or decommission; or block the
+    /// source address of an alert about one.
     ///
     /// Example: bulwark alert escalate 17 restrict --release-after 1h
     Escalate {
         id: i64,
         #[arg(value_parser = parse_action)]
         action: ActionKind,
-        /// Undo a throttle or restriction after this long.
+        /// Undo a throttle, restriction or block after this long.
         #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
         release_after: Option<u64>,
     },

@@ -12,7 +12,7 @@ use bulwark_detect::{Engine, EntityRef, Finding, ObsKind, Observation, Proto};
 use bulwark_gateway::{Gateway, GatewayEvent, ReportKind};
 use bulwark_registry::Registry;
 use bulwark_store::NewAlert;
-use bulwark_types::{DeviceId, Severity};
+use bulwark_types::{ActionKind, DeviceId, Severity};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -549,16 +549,18 @@ impl Pipeline {
                 .map(|d| self.gateway.device_sources(d).iter().map(ToString::to_string).collect::<Vec<_>>()),
         });
         let bundle = serde_json::to_vec(&bundle).ok();
-        let actions = match &device {
-            Some(_) => self
-                .settings
-                .playbooks
-                .iter()
-                .filter(|p| p.matches(&f.detector, f.severity))
-                .flat_map(|p| p.plan(now))
-                .collect(),
-            None => Vec::new(),
-        };
+        // An alert about an address (no device) takes only the steps that
+        // apply to one: notify and block.
+        let actions = self
+            .settings
+            .playbooks
+            .iter()
+            .filter(|p| p.matches(&f.detector, f.severity))
+            .flat_map(|p| p.plan(now))
+            .filter(|a| {
+                device.is_some() || matches!(a.action, ActionKind::Notify | ActionKind::Block)
+            })
+            .collect();
         let mut evidence = f.evidence;
         if let (Some(b), Some(obj)) = (&bundle, evidence.as_object_mut()) {
             obj.insert(

@@ -199,6 +199,14 @@ pub fn defaults() -> Vec<Playbook> {
                 ..step(ActionKind::Throttle, Some(900))
             }],
         },
+        // Credential stuffing comes from an address before any identity:
+        // refuse its connections for a while.
+        Playbook {
+            name: "block-credential-stuffing".into(),
+            detectors: vec!["rule:credential-stuffing".into()],
+            min_severity: Severity::High,
+            steps: vec![step(ActionKind::Block, Some(900))],
+        },
         Playbook {
             name: "quarantine-compromise".into(),
             detectors: vec![
