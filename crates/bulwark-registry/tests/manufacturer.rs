@@ -4,15 +4,8 @@
 //! time, refuses takeovers (audited), and follows registration, removal,
 //! activation and decommissioning.
 
-use std::sync::Arc;
-
-use aws_lc_rs::signature::Ed25519KeyPair;
-use bulwark_ca::{Ca, CaOptions, KdfParams, Passphrase};
-use bulwark_registry::{
-    ClientIdentity, DeviceCredential, Event, EventBus, Operator, Registry, RegistryConfig,
-    RegistryError,
-};
-use bulwark_store::{CheckpointPolicy, CheckpointSigner, NewDevice, SqliteStore, StoreError};
+use bulwark_registry::{ClientIdentity, DeviceCredential, Event, RegistryError};
+use bulwark_store::{NewDevice, StoreError};
 use bulwark_types::{DeviceId, DeviceState, GroupId, JitMode, ManufacturerCaName, Role};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -20,57 +13,18 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-struct Signer(Ed25519KeyPair);
+mod common;
 
-impl CheckpointSigner for Signer {
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.0.sign(message).as_ref().to_vec()
-    }
-}
+use common::Fixture;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    registry: Registry,
-    admin: Operator,
-}
-
+/// The shared fixture with the group `sensors`.
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let pass = Passphrase::new("correct horse battery staple".into()).unwrap();
-    let ca = Ca::init(
-        dir.path(),
-        &pass,
-        KdfParams::fast_for_tests(),
-        CaOptions::default(),
-    )
-    .unwrap();
-    let key = Ed25519KeyPair::from_pkcs8(ca.audit_key_pkcs8()).unwrap();
-    let store = SqliteStore::open(
-        &dir.path().join("bulwark.db"),
-        Box::new(Signer(key)),
-        CheckpointPolicy::default(),
-    )
-    .unwrap();
-    let registry = Registry::new(
-        Arc::new(store),
-        Arc::new(ca),
-        EventBus::new(256),
-        RegistryConfig::default(),
-    );
-    let token = registry.bootstrap_admin_token("test").await.unwrap();
-    let admin = registry
-        .authenticate_operator(&token, "test")
+    let f = common::fixture().await;
+    f.registry
+        .create_group(&f.admin, GroupId::new("sensors").unwrap(), String::new())
         .await
         .unwrap();
-    registry
-        .create_group(&admin, GroupId::new("sensors").unwrap(), String::new())
-        .await
-        .unwrap();
-    Fixture {
-        _dir: dir,
-        registry,
-        admin,
-    }
+    f
 }
 
 /// A manufacturer's CA: PEM, parameters and key.

@@ -199,18 +199,10 @@ impl Pipeline {
                 bytes,
                 ..
             } => {
-                let group = self.group_of(d.as_str(), want);
-                self.engine.observe(&Observation {
-                    entity: EntityRef::Device {
-                        id: d.as_str(),
-                        group: group.as_deref(),
-                    },
-                    at_ms,
-                    kind: ObsKind::MessageIn {
+                self.observe_device(d.as_str(), want, at_ms, ObsKind::MessageIn {
                         topic: &topic,
                         bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
-                    },
-                });
+                    });
                 self.remember(d.as_str(), at_ms, "publish", format!("{topic} ({bytes} B)"));
             }
             GatewayEvent::Published {
@@ -254,17 +246,9 @@ impl Pipeline {
                 source,
                 ..
             } => {
-                let group = self.group_of(d.as_str(), want);
-                self.engine.observe(&Observation {
-                    entity: EntityRef::Device {
-                        id: d.as_str(),
-                        group: group.as_deref(),
-                    },
-                    at_ms,
-                    kind: ObsKind::Connect {
+                self.observe_device(d.as_str(), want, at_ms, ObsKind::Connect {
                         source: source.ip(),
-                    },
-                });
+                    });
                 self.remember(d.as_str(), at_ms, "connect", source.to_string());
             }
             GatewayEvent::Disconnected {
@@ -273,15 +257,7 @@ impl Pipeline {
                 normal,
                 ..
             } => {
-                let group = self.group_of(d.as_str(), want);
-                self.engine.observe(&Observation {
-                    entity: EntityRef::Device {
-                        id: d.as_str(),
-                        group: group.as_deref(),
-                    },
-                    at_ms,
-                    kind: ObsKind::Disconnect { normal },
-                });
+                self.observe_device(d.as_str(), want, at_ms, ObsKind::Disconnect { normal });
                 let how = if normal { "normal" } else { "abnormal" };
                 self.remember(d.as_str(), at_ms, "disconnect", format!("{source} ({how})"));
             }
@@ -294,15 +270,7 @@ impl Pipeline {
                 let source_ip = source.ip();
                 match &device {
                     Some(d) => {
-                        let group = self.group_of(d.as_str(), want);
-                        self.engine.observe(&Observation {
-                            entity: EntityRef::Device {
-                                id: d.as_str(),
-                                group: group.as_deref(),
-                            },
-                            at_ms,
-                            kind: ObsKind::AuthFailure { source: source_ip },
-                        });
+                        self.observe_device(d.as_str(), want, at_ms, ObsKind::AuthFailure { source: source_ip });
                         self.remember(d.as_str(), at_ms, "refused", format!("{source}: {reason}"));
                     }
                     None => self.source_failure(source_ip, at_ms),
@@ -315,18 +283,10 @@ impl Pipeline {
                 topic,
                 ..
             } => {
-                let group = self.group_of(d.as_str(), want);
-                self.engine.observe(&Observation {
-                    entity: EntityRef::Device {
-                        id: d.as_str(),
-                        group: group.as_deref(),
-                    },
-                    at_ms,
-                    kind: ObsKind::Denied {
+                self.observe_device(d.as_str(), want, at_ms, ObsKind::Denied {
                         action,
                         topic: &topic,
-                    },
-                });
+                    });
                 self.remember(d.as_str(), at_ms, "denied", format!("{action} {topic}"));
             }
             GatewayEvent::Subscribed {
@@ -334,15 +294,7 @@ impl Pipeline {
                 filter,
                 ..
             } => {
-                let group = self.group_of(d.as_str(), want);
-                self.engine.observe(&Observation {
-                    entity: EntityRef::Device {
-                        id: d.as_str(),
-                        group: group.as_deref(),
-                    },
-                    at_ms,
-                    kind: ObsKind::Subscribe { filter: &filter },
-                });
+                self.observe_device(d.as_str(), want, at_ms, ObsKind::Subscribe { filter: &filter });
                 self.remember(d.as_str(), at_ms, "subscribe", filter);
             }
             GatewayEvent::SessionTakenOver {
@@ -363,6 +315,24 @@ impl Pipeline {
             }
             _ => {}
         }
+    }
+
+    fn observe_device(
+        &mut self,
+        device: &str,
+        want: &mpsc::Sender<String>,
+        at_ms: u64,
+        kind: ObsKind<'_>,
+    ) {
+        let group = self.group_of(device, want);
+        self.engine.observe(&Observation {
+            entity: EntityRef::Device {
+                id: device,
+                group: group.as_deref(),
+            },
+            at_ms,
+            kind,
+        });
     }
 
     fn source_failure(&mut self, source: IpAddr, at_ms: u64) {
