@@ -6,6 +6,8 @@
 #   QUICK=1 bench/mqtt.sh                 # under a minute: 1 repetition, short runs
 #   REPS=5 DURATION=10 IDLE_N=19000 bench/mqtt.sh
 #   BROKERS=mosquitto bench/mqtt.sh       # one broker only
+#   SCENARIOS=connect-rate IDLE_N=100 bench/mqtt.sh   # connection setup only
+#   BUILD=0 bench/mqtt.sh                 # the binaries already in $CARGO_TARGET_DIR/release
 #
 # What it does:
 #  1. builds `bulwark` and `bulwark-sim` (cargo build --release);
@@ -84,9 +86,13 @@ if ((IDLE_N + 200 > $(ulimit -n))); then
         "the brokers may refuse connections (EMFILE)" >&2
 fi
 
-cargo build --release -p bulwark-server -p bulwark-sim
-BUILD_SECONDS=$SECONDS
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+if [[ ${BUILD:-1} == 1 ]]; then
+    cargo build --release -p bulwark-server -p bulwark-sim
+else
+    [[ -x $BIN/bulwark && -x $BIN/bulwark-sim ]] || { echo "BUILD=0: no binaries in $BIN" >&2; exit 1; }
+fi
+BUILD_SECONDS=$SECONDS
 BULWARK=$BIN/bulwark
 SIM=$BIN/bulwark-sim
 

@@ -20,9 +20,13 @@ use std::sync::Arc;
 
 use bulwark_mqtt::{Connect, ReasonCode};
 use bulwark_policy::{dev_permissive_policy, Action, CompiledPolicy, Principal};
-use bulwark_registry::{ClientIdentity, Registry, RegistryError, ServiceIdentity};
+use bulwark_registry::{
+    ClientIdentity, DeviceCredential, Registry, RegistryError, ServiceIdentity,
+};
 use bulwark_types::{CertSerial, DeviceId, DeviceState};
+use time::OffsetDateTime;
 
+use crate::admitted::{fingerprint, Admitted, KnownCert};
 use crate::message::SessionKey;
 use crate::session::Owner;
 
@@ -45,6 +49,11 @@ pub struct Admission {
     pub assigned: bool,
     pub policy: Arc<CompiledPolicy>,
     pub serial: Option<CertSerial>,
+    /// The [`Admitted`] generation the registry's answers are valid as of
+    /// (`None` on the dev listener, which asks the registry nothing).
+    pub generation: Option<u64>,
+    /// Admitted from [`Admitted`]'s memory, without asking the registry.
+    pub remembered: bool,
 }
 
 /// A refused CONNECT.
@@ -89,9 +98,11 @@ fn from_registry(e: RegistryError) -> Refusal {
     }
 }
 
-/// Decides a CONNECT.
+/// Decides a CONNECT. A device certificate seen before may be answered
+/// from `admitted` (see there for why that is as fresh as the store).
 pub async fn admit(
     registry: &Registry,
+    admitted: &Admitted,
     realm: Realm,
     connect: &Connect,
     cert: Option<&[u8]>,
@@ -106,8 +117,9 @@ pub async fn admit(
     match realm {
         Realm::DevPlain => admit_dev(connect),
         Realm::Tls => match (cert, &connect.username, &connect.password) {
-            (Some(der), _, _) => admit_certificate(registry, connect, der).await,
+            (Some(der), _, _) => admit_certificate(registry, admitted, connect, der).await,
             (None, Some(user), Some(pass)) => {
+                let generation = admitted.generation();
                 let pass = std::str::from_utf8(pass).map_err(|_| {
                     Refusal::auth(ReasonCode::BadUserNameOrPassword, "bad service name or password")
                 })?;
@@ -122,7 +134,7 @@ pub async fn admit(
                         ),
                         other => from_registry(other),
                     })?;
-                admit_service(registry, connect, identity).await
+                admit_service(registry, connect, identity, generation).await
             }
             (None, _, _) => Err(Refusal::auth(
                 ReasonCode::NotAuthorized,
@@ -134,24 +146,59 @@ pub async fn admit(
 
 async fn admit_certificate(
     registry: &Registry,
+    admitted: &Admitted,
     connect: &Connect,
     der: &[u8],
 ) -> Result<Admission, Refusal> {
-    let identity = registry
-        .identify_mqtt_client(der)
-        .await
-        .map_err(from_registry)?;
-    let device = match identity {
-        ClientIdentity::Device(d) => d,
-        ClientIdentity::Service(s) => return admit_service(registry, connect, s).await,
-        ClientIdentity::Claim(_) => {
-            return Err(Refusal::auth(
-                ReasonCode::NotAuthorized,
-                "a claim certificate may only enroll; it cannot connect to MQTT",
-            ))
+    let fp = fingerprint(der);
+    let known = admitted.lookup(&fp, OffsetDateTime::now_utc());
+    let generation = known.generation;
+    let (id, serial) = match known.cert {
+        Some(c) => (c.device_id, Some(c.serial)),
+        None => {
+            let identity = registry
+                .identify_mqtt_client(der)
+                .await
+                .map_err(from_registry)?;
+            let device = match identity {
+                ClientIdentity::Device(d) => d,
+                ClientIdentity::Service(s) => {
+                    return admit_service(registry, connect, s, generation).await
+                }
+                ClientIdentity::Claim(_) => {
+                    return Err(Refusal::auth(
+                        ReasonCode::NotAuthorized,
+                        "a claim certificate may only enroll; it cannot connect to MQTT",
+                    ))
+                }
+            };
+            if let DeviceCredential::Bulwark(serial) = device.credential() {
+                let cert = KnownCert {
+                    device_id: device.device_id().clone(),
+                    serial: serial.clone(),
+                    not_after: device.not_after(),
+                };
+                admitted.put_cert(generation, fp, cert);
+            }
+            (device.device_id().clone(), device.serial().cloned())
         }
     };
-    let id = device.device_id().clone();
+    if let Some(policy) = known.policy {
+        // Admitted before, and nothing about it published since.
+        let (client_id, assigned) = device_client_id(connect, &id)?;
+        if policy.check(Action::Connect, &client_id).is_allowed() {
+            return Ok(Admission {
+                key: SessionKey::from(id.as_str()),
+                owner: Owner::Device(id),
+                client_id,
+                assigned,
+                policy,
+                serial,
+                generation: Some(generation),
+                remembered: true,
+            });
+        }
+    }
     let access = registry
         .device_access(&id)
         .await
@@ -181,17 +228,7 @@ async fn admit_certificate(
         };
         return Err(Refusal::auth(code, reason).of(&id));
     }
-    let (client_id, assigned) = if connect.client_id.is_empty() {
-        (id.to_string(), true)
-    } else if connect.client_id == id.as_str() {
-        (connect.client_id.clone(), false)
-    } else {
-        return Err(Refusal::auth(
-            ReasonCode::ClientIdentifierNotValid,
-            format!("the certificate is for device {id}; the clientId must be {id} (or empty)"),
-        )
-        .of(&id));
-    };
+    let (client_id, assigned) = device_client_id(connect, &id)?;
     let policy = compile(&access.documents, &access.principal())?;
     if !policy.check(Action::Connect, &client_id).is_allowed() {
         return Err(Refusal::auth(
@@ -200,14 +237,34 @@ async fn admit_certificate(
         )
         .of(&id));
     }
+    if access.device.manufacturer_ca.is_none() {
+        admitted.put_device(generation, id.clone(), policy.clone());
+    }
     Ok(Admission {
         key: SessionKey::from(id.as_str()),
         owner: Owner::Device(id),
         client_id,
         assigned,
         policy,
-        serial: device.serial().cloned(),
+        serial,
+        generation: Some(generation),
+        remembered: false,
     })
+}
+
+/// A device's clientId must be its id; an empty one is assigned it.
+fn device_client_id(connect: &Connect, id: &DeviceId) -> Result<(String, bool), Refusal> {
+    if connect.client_id.is_empty() {
+        Ok((id.to_string(), true))
+    } else if connect.client_id == id.as_str() {
+        Ok((connect.client_id.clone(), false))
+    } else {
+        Err(Refusal::auth(
+            ReasonCode::ClientIdentifierNotValid,
+            format!("the certificate is for device {id}; the clientId must be {id} (or empty)"),
+        )
+        .of(id))
+    }
 }
 
 /// Compiles a principal's documents; a document that no longer compiles
@@ -237,6 +294,7 @@ async fn admit_service(
     registry: &Registry,
     connect: &Connect,
     identity: ServiceIdentity,
+    generation: u64,
 ) -> Result<Admission, Refusal> {
     let name = identity.name().clone();
     let access = registry
@@ -267,6 +325,8 @@ async fn admit_service(
         assigned,
         policy,
         serial: identity.serial().cloned(),
+        generation: Some(generation),
+        remembered: false,
     })
 }
 
@@ -301,6 +361,8 @@ fn admit_dev(connect: &Connect) -> Result<Admission, Refusal> {
         assigned,
         policy,
         serial: None,
+        generation: None,
+        remembered: false,
     })
 }
 

@@ -179,7 +179,7 @@ async fn standing(shared: &Shared, owner: &Owner, key: &str) -> Standing {
 /// Re-admits a session's principal against the registry as it is now:
 /// disconnect it, or install the recompiled policy and drop the
 /// subscriptions it no longer allows.
-async fn reevaluate(shared: &Shared, s: &Arc<Session>) {
+pub(crate) async fn reevaluate(shared: &Shared, s: &Arc<Session>) {
     if s.owner == Owner::Dev {
         return; // a fixed policy
     }

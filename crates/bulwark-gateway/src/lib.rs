@@ -22,6 +22,7 @@
 //! Protocol encoding and decoding is `bulwark_mqtt` (sans-I/O); this crate
 //! owns sockets, sessions and routing.
 
+mod admitted;
 mod auth;
 mod broker;
 mod config;
@@ -67,6 +68,8 @@ use crate::session::Owner;
 pub(crate) struct Shared {
     pub broker: Broker,
     pub registry: Arc<Registry>,
+    /// Admissions remembered for reconnecting devices.
+    pub admitted: admitted::Admitted,
     pub limiter: Arc<Limiter>,
     pub events: EventSink,
     pub throttles: response::Throttles,
@@ -121,6 +124,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             limiter: Limiter::new(limits.clone()),
             broker: Broker::new(limits, metrics.clone(), store),
+            admitted: admitted::Admitted::new(registry.bus().subscribe()),
             registry,
             events: EventSink::new(metrics),
             throttles: response::Throttles::default(),

@@ -43,6 +43,8 @@ counters! {
     per_ip_limit_refusals_total => "Connections refused over the per-source-address limit.",
     connection_limit_refusals_total => "Connections refused over the global connection limit.",
     takeovers_total => "Sessions taken over by a second connection with the same identity.",
+    admissions_remembered_total => "CONNECTs of devices admitted from remembered registry answers (no store read).",
+    readmissions_total => "CONNECTs admitted again after attaching because the registry published a change meanwhile.",
     protocol_errors_total => "Connections closed for malformed packets or protocol violations.",
     oversized_packets_total => "Packets refused for exceeding the maximum packet size.",
     keepalive_timeouts_total => "Connections closed for missing their keepalive.",

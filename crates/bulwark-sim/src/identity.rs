@@ -14,16 +14,19 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use bulwark_types::DeviceId;
-use rustls::client::Resumption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WantsClientCert;
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::aws_lc_rs;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore};
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::Kx;
 
@@ -113,6 +116,8 @@ pub(crate) struct TlsSettings {
     roots: Arc<RootCertStore>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     pub(crate) server_name: ServerName<'static>,
+    /// Set by [`TlsSettings::remember_server_chains`].
+    remembered: Option<Arc<RememberedChains>>,
 }
 
 impl TlsSettings {
@@ -139,6 +144,36 @@ impl TlsSettings {
             roots: Arc::new(roots),
             provider: Arc::new(provider),
             server_name,
+            remembered: None,
+        })
+    }
+
+    /// From now on, configurations built here check the server's
+    /// certificate chain once per minute instead of at every handshake
+    /// (see [`RememberedChains`]); the handshake stays a full one.
+    pub(crate) fn remember_server_chains(&mut self) -> Result<Arc<RememberedChains>> {
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
+                .build()
+                .context("server certificate verifier")?;
+        let remembered = Arc::new(RememberedChains {
+            inner,
+            seen: Mutex::new(Vec::new()),
+            signatures: AtomicU64::new(0),
+        });
+        self.remembered = Some(remembered.clone());
+        Ok(remembered)
+    }
+
+    fn builder(&self) -> Result<ConfigBuilder<ClientConfig, WantsClientCert>> {
+        let builder = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?;
+        Ok(match &self.remembered {
+            Some(v) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(v.clone()),
+            None => builder.with_root_certificates(self.roots.clone()),
         })
     }
 
@@ -164,10 +199,8 @@ impl TlsSettings {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Arc<ClientConfig>> {
-        let mut config = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_root_certificates(self.roots.clone())
+        let mut config = self
+            .builder()?
             .with_client_auth_cert(chain, key)
             .context("the certificate and key do not go together")?;
         config.resumption = Resumption::disabled();
@@ -176,13 +209,124 @@ impl TlsSettings {
 
     /// A client configuration presenting no certificate.
     pub(crate) fn client_config_anonymous(&self) -> Result<Arc<ClientConfig>> {
-        let mut config = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_root_certificates(self.roots.clone())
-            .with_no_client_auth();
+        let mut config = self.builder()?.with_no_client_auth();
         config.resumption = Resumption::disabled();
         Ok(Arc::new(config))
+    }
+}
+
+/// The server certificate verifier of load runs: webpki's, but a chain
+/// (server name, end-entity and intermediate certificates, byte for byte)
+/// that verified in the last minute is not rebuilt and re-verified. The
+/// load generator shares the cores with the broker it measures, and
+/// re-verifying the same server chain at every connection (two ECDSA
+/// verifications) was a fifth of its CPU. The broker does the same for
+/// device certificates (`LiveClientVerifier`).
+///
+/// Nothing else is skipped: every handshake is a full one (resumption is
+/// off), and the server's CertificateVerify signature — which a resumed
+/// handshake would not have — is verified each time and counted, so a
+/// scenario can prove that every setup it counts was a full handshake.
+#[derive(Debug)]
+pub(crate) struct RememberedChains {
+    inner: Arc<WebPkiServerVerifier>,
+    /// Chains that verified, with when (seconds since the epoch).
+    seen: Mutex<Vec<(Vec<u8>, u64)>>,
+    /// Server handshake signatures verified.
+    signatures: AtomicU64,
+}
+
+/// How long a verified chain is remembered.
+const REMEMBER_SECS: u64 = 60;
+/// Chains remembered at most (a load run talks to one server).
+const REMEMBER_MAX: usize = 16;
+
+impl RememberedChains {
+    /// Server handshake signatures (TLS 1.2 or 1.3) verified so far.
+    pub(crate) fn signatures_verified(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
+    }
+
+    fn key(
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+    ) -> Vec<u8> {
+        let name = server_name.to_str();
+        let mut key = Vec::with_capacity(
+            name.len()
+                + end_entity.len()
+                + intermediates.iter().map(|c| c.len() + 4).sum::<usize>()
+                + 8,
+        );
+        for part in std::iter::once(name.as_bytes())
+            .chain(std::iter::once(end_entity.as_ref()))
+            .chain(intermediates.iter().map(|c| c.as_ref()))
+        {
+            key.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            key.extend_from_slice(part);
+        }
+        key
+    }
+}
+
+impl ServerCertVerifier for RememberedChains {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let key = Self::key(end_entity, intermediates, server_name);
+        let fresh = |at: u64| now.as_secs().saturating_sub(at) < REMEMBER_SECS;
+        {
+            let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.iter().any(|(k, at)| *k == key && fresh(*at)) {
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.retain(|(k, at)| *k != key && fresh(*at));
+        if seen.len() >= REMEMBER_MAX {
+            seen.clear();
+        }
+        seen.push((key, now.as_secs()));
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let valid = self.inner.verify_tls12_signature(message, cert, dss)?;
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+        Ok(valid)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let valid = self.inner.verify_tls13_signature(message, cert, dss)?;
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+        Ok(valid)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

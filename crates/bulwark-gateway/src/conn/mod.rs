@@ -156,6 +156,7 @@ pub(crate) async fn serve<S>(
     // spends its life in should set it, not these.
     let admission = match Box::pin(auth::admit(
         &shared.registry,
+        &shared.admitted,
         realm,
         &connect,
         cert.as_deref(),
@@ -163,14 +164,18 @@ pub(crate) async fn serve<S>(
     ))
     .await
     {
-        Ok(a) => a,
+        Ok(a) => {
+            if a.remembered {
+                Metrics::inc(&metrics.admissions_remembered_total);
+            }
+            a
+        }
         Err(r) => {
             Box::pin(refused(&shared, &connect, &remote, &r)).await;
             send(&mut io, version, &refuse(r.code, r.reason)).await;
             return;
         }
     };
-    drop(cert);
     if let Err(r) = check_will(&shared, &connect, &admission) {
         Metrics::inc(&metrics.will_denied_total);
         Box::pin(refused(&shared, &connect, &remote, &r)).await;
@@ -180,7 +185,7 @@ pub(crate) async fn serve<S>(
     shared.limiter.auth_succeeded(remote.ip());
     decoder.set_max_packet_size(limits.max_packet_size);
     drop(metrics);
-    run(shared, io, decoder, inbuf, remote, connect, admission).await;
+    run(shared, io, decoder, inbuf, remote, connect, admission, cert).await;
 }
 
 /// Records a refused CONNECT: counted, audited when an identity was
@@ -261,6 +266,7 @@ fn session_expiry(connect: &Connect, max: u32) -> u32 {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the connection's pieces, handed over once
 async fn run<S>(
     shared: Arc<Shared>,
     io: S,
@@ -269,13 +275,15 @@ async fn run<S>(
     remote: SocketAddr,
     connect: Box<Connect>,
     admission: Admission,
+    cert: Option<Vec<u8>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     // Everything up to CONNACK is in `attach`, boxed: it is done once, and
-    // what the long-lived loop below holds should decide the task's size.
+    // what the long-lived loop below holds should decide the task's size
+    // (the certificate is dropped there).
     let Some((mut conn, attached, client_id)) =
-        Box::pin(attach(&shared, &remote, connect, admission)).await
+        Box::pin(attach(&shared, &remote, connect, admission, cert)).await
     else {
         return;
     };
@@ -315,6 +323,7 @@ async fn attach(
     remote: &SocketAddr,
     connect: Box<Connect>,
     admission: Admission,
+    cert: Option<Vec<u8>>,
 ) -> Option<(packets::Conn, AttachedConn, String)> {
     let limits = &shared.broker.limits;
     let metrics = &shared.broker.metrics;
@@ -360,6 +369,26 @@ async fn attach(
         return None;
     }
     let session = attached.session.clone();
+    if admission
+        .generation
+        .is_some_and(|g| g != shared.admitted.generation())
+    {
+        // The registry published a change since the admission read it, and
+        // the enforcement task may have looked for this session before it
+        // was attached: admit again, now that it is (a service that gave a
+        // password is re-checked as enforcement does, without the password).
+        Metrics::inc(&metrics.readmissions_total);
+        match cert.as_deref() {
+            Some(der) => {
+                Box::pin(readmit(
+                    shared, &remote, &connect, &admission, der, &session,
+                ))
+                .await;
+            }
+            None => Box::pin(crate::enforce::reevaluate(shared, &session)).await,
+        }
+    }
+    drop(cert);
     Metrics::inc(&session.counters.connects);
     let now_secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -456,6 +485,41 @@ async fn attach(
         },
         admission.client_id,
     ))
+}
+
+/// Admits a just-attached session's CONNECT again: a refusal disconnects
+/// it (after its CONNACK), a different policy replaces the one it got.
+async fn readmit(
+    shared: &Arc<Shared>,
+    remote: &SocketAddr,
+    connect: &Connect,
+    admission: &Admission,
+    cert: &[u8],
+    session: &Arc<Session>,
+) {
+    let again = auth::admit(
+        &shared.registry,
+        &shared.admitted,
+        Realm::Tls,
+        connect,
+        Some(cert),
+        &remote.to_string(),
+    )
+    .await;
+    match again {
+        Ok(a) if a.key == admission.key => {
+            if !Arc::ptr_eq(&a.policy, &admission.policy) {
+                shared.broker.rescope(session, a.policy);
+            }
+        }
+        Ok(_) | Err(_) => {
+            crate::enforce::kick(
+                session,
+                ReasonCode::NotAuthorized,
+                "the registry changed while this connection was admitted; it may no longer connect",
+            );
+        }
+    }
 }
 
 fn actor_of(session: &Session) -> Actor {

@@ -5,6 +5,11 @@
 //! CONNACK. Then the worker sends DISCONNECT, closes TLS and TCP (not
 //! timed), and starts the next one. Worker `w` uses devices `w`, `w + C`,
 //! `w + 2C`, ... so one client id is never connected twice at once.
+//!
+//! Every setup is a full handshake: resumption is off in the devices'
+//! configurations, and the run fails unless the server's CertificateVerify
+//! signature (absent from a resumed handshake) was verified at least once
+//! per setup counted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +37,7 @@ pub(crate) async fn run(o: &Opts, ctx: Arc<Ctx>, devices: Vec<Device>) -> Result
         devices.len(),
         o.duration.as_secs()
     );
+    let signatures_before = ctx.chains.signatures_verified();
     let start = Instant::now();
     let deadline = start + o.duration;
     let cpu = CpuMeter::start(o.broker_pid);
@@ -82,6 +88,16 @@ pub(crate) async fn run(o: &Opts, ctx: Arc<Ctx>, devices: Vec<Device>) -> Result
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    // Every setup counted was a full handshake: each verified the server's
+    // CertificateVerify signature, which a resumed handshake does not send.
+    let signatures = ctx.chains.signatures_verified() - signatures_before;
+    if signatures < lat.len() as u64 {
+        bail!(
+            "{} setups but only {signatures} server handshake signatures verified: \
+             some handshakes were not full ones",
+            lat.len()
+        );
+    }
     let mut v = json!({
         "concurrency": workers,
         "setups": lat.len(),

@@ -59,6 +59,9 @@ pub(crate) struct Load {
 pub(crate) struct Ctx {
     pub(crate) broker: Broker,
     pub(crate) session: Session,
+    /// The devices' server certificate verifier (it counts the server
+    /// handshake signatures it verified).
+    pub(crate) chains: Arc<identity::RememberedChains>,
 }
 
 /// Runs the scenario and returns its result object.
@@ -81,6 +84,8 @@ pub(crate) async fn run(load: Load) -> Result<Value> {
             );
         }
     }
+    let mut load = load;
+    let chains = load.tls.remember_server_chains()?;
     let devices = identity::load(&load.certs, load.first_device, devices_needed, &load.tls)?;
     let mut base = json!({
         "scenario": load.scenario.name(),
@@ -96,7 +101,7 @@ pub(crate) async fn run(load: Load) -> Result<Value> {
         keepalive: load.keepalive,
         server_name: load.tls.server_name.clone(),
     };
-    let (load, ctx) = split(load, session);
+    let (load, ctx) = split(load, session, chains);
     let result = match load.scenario {
         Scenario::ConnectRate => connect_rate::run(&load, ctx, devices).await?,
         Scenario::FanIn => pubsub::fan_in(&load, ctx, devices, false).await?,
@@ -126,10 +131,15 @@ pub(crate) struct Opts {
     pub(crate) ready_file: Option<PathBuf>,
 }
 
-fn split(load: Load, session: Session) -> (Opts, Arc<Ctx>) {
+fn split(
+    load: Load,
+    session: Session,
+    chains: Arc<identity::RememberedChains>,
+) -> (Opts, Arc<Ctx>) {
     let ctx = Arc::new(Ctx {
         broker: load.broker,
         session,
+        chains,
     });
     let opts = Opts {
         scenario: load.scenario,
