@@ -23,7 +23,8 @@ pub use alerts::{AlertList, AlertNote, AlertQuery, Escalate};
 pub use manufacturer::{CreateManufacturerCa, DeletedManufacturerCa, ManufacturerCaDetail};
 pub use mqtt::{DeviceView, MqttCounters, MqttSession};
 pub use ota::{
-    ArtifactStored, CreateRelease, CreateRollout, DeviceReport, PreparedRelease, RolloutCommand,
+    ArtifactStored, CreateRelease, CreateRollout, DeviceReport, OtaRoot, OtaRootRole,
+    PreparedRelease, PreparedRoot, RolloutCommand, RootPublished, RootRoleChange, RotateRoot,
 };
 
 pub use bulwark_types::{

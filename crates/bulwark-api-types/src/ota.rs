@@ -74,3 +74,74 @@ pub struct DeviceReport {
     pub step: String,
     pub reason: Option<String>,
 }
+
+/// One role's keys in `POST /v1/ota/root/prepare` (and, dev mode,
+/// `POST /v1/ota/root`). Omitted fields keep what the current root says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RootRoleChange {
+    /// Ed25519 public keys, each a PEM `PUBLIC KEY` block (the `NAME.pub`
+    /// file `bulwark ota keygen` writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+    /// How many of the keys must sign (at least 1, at most the keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u64>,
+}
+
+/// `POST /v1/ota/root/prepare`: the roles to change in the next root;
+/// `POST /v1/ota/root`: the signed root, or (dev mode, where the server
+/// holds the root key) the roles to change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRoot {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootRoleChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<RootRoleChange>,
+    /// Snapshot and timestamp keys are the server's online keys: only keys
+    /// it holds are accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<RootRoleChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<RootRoleChange>,
+    /// `POST /v1/ota/root` only: the next root as prepared, signed by a
+    /// threshold of the current root keys and of the new ones (JSON text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_root: Option<String>,
+}
+
+/// The answer to `POST /v1/ota/root/prepare`: the next root, unsigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PreparedRoot {
+    /// Canonical JSON text of the unsigned root metadata.
+    pub unsigned_root: String,
+}
+
+/// The answer to `POST /v1/ota/root`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RootPublished {
+    /// The version of the new root (`GET /v1/ota/tuf/{version}.root.json`).
+    pub version: u64,
+}
+
+/// `GET /v1/ota/root`: the newest root of the update repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OtaRoot {
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires: time::OffsetDateTime,
+    /// Root, targets, snapshot and timestamp.
+    pub roles: Vec<OtaRootRole>,
+}
+
+/// One role of an [`OtaRoot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OtaRootRole {
+    /// `root`, `targets`, `snapshot` or `timestamp`.
+    pub role: String,
+    pub threshold: u64,
+    /// TUF key ids (hex SHA-256 of the key), sorted.
+    pub key_ids: Vec<String>,
+}

@@ -35,6 +35,7 @@ use crate::routes;
         routes::list_mqtt_sessions, routes::disconnect_mqtt_session, routes::metrics,
         routes::upload_artifact, routes::prepare_release, routes::create_release,
         routes::list_releases, routes::get_release, routes::tuf_file,
+        routes::get_root, routes::prepare_root, routes::publish_root,
         routes::create_rollout, routes::list_rollouts, routes::get_rollout,
         routes::rollout_devices, routes::control_rollout, routes::device_report,
         routes::list_alerts, routes::get_alert, routes::alert_bundle, routes::acknowledge_alert,

@@ -1,9 +1,12 @@
-//! OTA (`/v1/ota`): artifact upload (streamed from a file), releases, and
-//! files of the TUF repository.
+//! OTA (`/v1/ota`): artifact upload (streamed from a file), releases, root
+//! rotation, and files of the TUF repository.
 
 use std::path::Path;
 
-use bulwark_api_types::{ArtifactStored, CreateRelease, OtaRelease, PreparedRelease};
+use bulwark_api_types::{
+    ArtifactStored, CreateRelease, OtaRelease, OtaRoot, PreparedRelease, PreparedRoot,
+    RootPublished, RotateRoot,
+};
 use reqwest::Method;
 use tokio::io::AsyncReadExt;
 
@@ -68,6 +71,28 @@ impl Client {
     pub async fn get_release(&self, name: &str) -> Result<OtaRelease, ClientError> {
         let url = self.url(&["v1", "ota", "releases", name], &[]);
         self.send_json(self.request(Method::GET, url)).await
+    }
+
+    /// `GET /v1/ota/root`: the newest root's version and keys per role.
+    pub async fn ota_root(&self) -> Result<OtaRoot, ClientError> {
+        let url = self.url(&["v1", "ota", "root"], &[]);
+        self.send_json(self.request(Method::GET, url)).await
+    }
+
+    /// `POST /v1/ota/root/prepare`: the next root, unsigned, to sign
+    /// offline with the old and the new root keys.
+    pub async fn prepare_root(&self, req: &RotateRoot) -> Result<PreparedRoot, ClientError> {
+        let url = self.url(&["v1", "ota", "root", "prepare"], &[]);
+        self.send_json(self.request(Method::POST, url).json(req))
+            .await
+    }
+
+    /// `POST /v1/ota/root`: publish the next root (signed offline, or by a
+    /// dev server from the role changes).
+    pub async fn publish_root(&self, req: &RotateRoot) -> Result<RootPublished, ClientError> {
+        let url = self.url(&["v1", "ota", "root"], &[]);
+        self.send_json(self.request(Method::POST, url).json(req))
+            .await
     }
 
     /// `GET /v1/ota/tuf/{path}`: a file of the repository (`1.root.json`,

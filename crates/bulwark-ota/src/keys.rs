@@ -14,7 +14,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::Ed25519KeyPair;
 use base64::Engine;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 use serde::{Deserialize, Serialize};
 use tough::schema::key::Key;
 use zeroize::Zeroizing;
@@ -151,7 +151,37 @@ impl PublicKey {
             _ => None,
         }
     }
+
+    /// An Ed25519 public key from a PEM `PUBLIC KEY` block (SPKI, what
+    /// `bulwark ota keygen` writes next to the private key and what
+    /// `openssl pkey -pubout` prints).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, OtaError> {
+        let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem)
+            .map_err(|_| invalid("no PEM PUBLIC KEY block"))?;
+        let raw = spki
+            .as_ref()
+            .strip_prefix(ED25519_SPKI_PREFIX.as_slice())
+            .ok_or_else(|| invalid("not an Ed25519 public key"))?;
+        PublicKey::ed25519(raw)
+    }
+
+    /// The key as a PEM `PUBLIC KEY` block (SPKI). `None` for a key that is
+    /// not Ed25519 (this crate never creates one).
+    pub fn to_pem(&self) -> Option<String> {
+        let mut der = ED25519_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(self.raw()?);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        Some(format!(
+            "-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n"
+        ))
+    }
 }
+
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE,
+/// AlgorithmIdentifier { id-Ed25519 }, BIT STRING of 32 bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// A TUF key id: lower-case hex of SHA-256 over the key's canonical JSON.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -213,5 +243,26 @@ mod tests {
         )
         .is_err());
         assert!(PublicKey::ed25519(&[0u8; 31]).is_err());
+        // A private key is not a public key, and neither is another algorithm.
+        let key = SigningKey::generate().unwrap();
+        assert!(PublicKey::from_pem(key.to_pem().as_bytes()).is_err());
+        // A well-formed SPKI of a P-256 key (uncompressed point).
+        let mut p256 = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+        p256.push(4);
+        p256.extend_from_slice(&[7u8; 64]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(p256);
+        let p256 = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+        assert!(PublicKey::from_pem(p256.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn public_key_pem_round_trip() {
+        let key = SigningKey::generate().unwrap();
+        let pem = key.public_key().to_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+        assert_eq!(
+            PublicKey::from_pem(pem.as_bytes()).unwrap(),
+            key.public_key()
+        );
     }
 }

@@ -36,7 +36,10 @@ pub use repo::{
     Expiries, NewTarget, OnlineKeys, Published, Refreshed, RepoStatus, Repository, RootSpec,
     Sha256, StoredArtifact,
 };
-pub use sign::{describe_targets, sign_root_metadata, sign_targets_metadata};
+pub use sign::{
+    describe_root, describe_targets, sign_root_metadata, sign_targets_metadata, RoleSummary,
+    RootSummary,
+};
 /// The TUF library and URL type of this crate's API (transports, schema).
 pub use {tough, url};
 

@@ -138,3 +138,57 @@ pub fn describe_targets(bytes: &[u8]) -> Result<TargetsSummary, OtaError> {
         targets,
     })
 }
+
+/// What a root file says, for the signer to show before signing and for
+/// the operator's `bulwark ota root show`.
+#[derive(Debug, Clone)]
+pub struct RootSummary {
+    pub version: u64,
+    pub expires: std::time::SystemTime,
+    pub signatures: usize,
+    /// Root, targets, snapshot, timestamp, in that order.
+    pub roles: Vec<RoleSummary>,
+}
+
+/// One role of a [`RootSummary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSummary {
+    pub role: MetadataRole,
+    pub threshold: u64,
+    /// Sorted.
+    pub key_ids: Vec<crate::keys::KeyId>,
+}
+
+/// Describes unsigned or signed root metadata.
+pub fn describe_root(bytes: &[u8]) -> Result<RootSummary, OtaError> {
+    let signed: Signed<Root> = parse_any(bytes, MetadataRole::Root)?;
+    let spec = crate::repo::RootSpec::from_root(&signed.signed)?;
+    let role = |role, keys: &[crate::keys::PublicKey], threshold: std::num::NonZeroU64| {
+        let mut key_ids: Vec<_> = keys.iter().map(crate::keys::PublicKey::key_id).collect();
+        key_ids.sort();
+        RoleSummary {
+            role,
+            threshold: threshold.get(),
+            key_ids,
+        }
+    };
+    Ok(RootSummary {
+        version: signed.signed.version.get(),
+        expires: signed.signed.expires.into(),
+        signatures: signed.signatures.len(),
+        roles: vec![
+            role(MetadataRole::Root, &spec.root, spec.root_threshold),
+            role(MetadataRole::Targets, &spec.targets, spec.targets_threshold),
+            role(
+                MetadataRole::Snapshot,
+                &spec.snapshot,
+                spec.snapshot_threshold,
+            ),
+            role(
+                MetadataRole::Timestamp,
+                &spec.timestamp,
+                spec.timestamp_threshold,
+            ),
+        ],
+    })
+}

@@ -47,6 +47,9 @@ pub enum Action {
     /// Acknowledge and resolve alerts; approve, refuse, release and
     /// escalate response actions.
     ManageAlerts,
+    /// Publish a new root of the update repository (rotate the keys that
+    /// decide what devices trust): an admin's decision.
+    RotateOtaRoot,
 }
 
 impl Action {
@@ -73,6 +76,7 @@ impl Action {
             Self::ControlRollouts => "pause, resume and cancel rollouts",
             Self::ReadAlerts => "read alerts",
             Self::ManageAlerts => "manage alerts and response actions",
+            Self::RotateOtaRoot => "rotate the OTA root",
         }
     }
 
@@ -83,7 +87,12 @@ impl Action {
             Role::Admin => true,
             Role::Operator => !matches!(
                 self,
-                ManageTokens | ReadAudit | ManageServices | ManageManufacturerCas | ManageReleases
+                ManageTokens
+                    | ReadAudit
+                    | ManageServices
+                    | ManageManufacturerCas
+                    | ManageReleases
+                    | RotateOtaRoot
             ),
             Role::Auditor => matches!(
                 self,
@@ -272,6 +281,7 @@ mod tests {
             (ControlRollouts, true, true, false, false, true),
             (ReadAlerts, true, true, true, false, false),
             (ManageAlerts, true, true, false, false, false),
+            (RotateOtaRoot, true, false, false, false, false),
         ];
         for (action, admin, operator, auditor, enroller, release) in table {
             for (role, expect) in [

@@ -21,6 +21,7 @@ mod manufacturer;
 mod mqtt;
 mod ota;
 mod policy;
+mod posture;
 mod registry;
 mod rollout;
 mod secrets;
@@ -36,11 +37,12 @@ pub use error::RegistryError;
 pub use events::{Event, EventBus};
 pub use manufacturer::{ManufacturerTrust, TrustedCa};
 pub use mqtt::{DeviceAccess, PolicySource, ServiceAccess};
-pub use ota::{Ota, OtaConfig, OtaCreated, ReleaseRequest, OFFLINE_DIR};
+pub use ota::{Ota, OtaConfig, OtaCreated, ReleaseRequest, RoleChange, RootChanges, OFFLINE_DIR};
 pub use policy::{
     builtin_policy, statement_origin, Access, EffectivePolicy, PolicyStored, PolicySubject,
     PolicyTestOutcome, PolicyView,
 };
+pub use posture::{PosturePolicy, PostureStatement, MAX_POSTURE_PAGE};
 pub use registry::{Registry, RegistryConfig};
 pub use rollout::{rollout_spec, EngineMemory, Fleet};
 pub use secrets::{hash_secret, new_secret, SecretKind};

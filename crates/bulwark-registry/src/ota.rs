@@ -13,6 +13,9 @@
 //!   and snapshot/timestamp are signed and written; then the release record
 //!   and its audit entry are committed. The record is read from the signed
 //!   metadata, never from the request.
+//! - Root rotation (`root`): the server prepares the next root, a
+//!   threshold of the old and of the new root keys sign it offline, the
+//!   server accepts it (an admin's decision, audited).
 //! - Every file operation runs on the blocking pool.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +33,10 @@ use time::OffsetDateTime;
 
 use crate::auth::Action;
 use crate::{Operator, Registry, RegistryError};
+
+mod root;
+
+pub use root::{RoleChange, RootChanges};
 
 const SNAPSHOT_KEY: &str = "ota-snapshot";
 const TIMESTAMP_KEY: &str = "ota-timestamp";
@@ -62,6 +69,8 @@ pub struct Ota {
     online: OnlineKeys,
     /// Dev mode only: the targets key, online.
     targets_key: Option<SigningKey>,
+    /// Dev mode only: the root key, online (the server may sign a new root).
+    root_key: Option<SigningKey>,
     config: OtaConfig,
 }
 
@@ -84,6 +93,22 @@ pub struct ReleaseRequest {
     pub length: u64,
 }
 
+/// The error and the reasons under it (tough's, for a signature
+/// threshold), for the operator: what they sent and why it was refused.
+fn with_reasons(e: &OtaError) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 fn ota_err(e: OtaError) -> RegistryError {
     match e {
         OtaError::InvalidName(_)
@@ -93,7 +118,7 @@ fn ota_err(e: OtaError) -> RegistryError {
         | OtaError::Refused { .. }
         | OtaError::BadSignature { .. }
         | OtaError::Expired { .. }
-        | OtaError::ArtifactTooLarge { .. } => RegistryError::Invalid(e.to_string()),
+        | OtaError::ArtifactTooLarge { .. } => RegistryError::Invalid(with_reasons(&e)),
         OtaError::ArtifactMissing { .. } | OtaError::UnknownTarget { .. } => {
             RegistryError::Store(StoreError::NotFound { what: "artifact" })
         }
@@ -137,16 +162,20 @@ impl Ota {
             snapshot: vec![sealed(keystore, SNAPSHOT_KEY)?],
             timestamp: vec![sealed(keystore, TIMESTAMP_KEY)?],
         };
-        let targets_key = if dev {
-            Some(sealed(keystore, TARGETS_KEY)?)
+        let (targets_key, root_key) = if dev {
+            (
+                Some(sealed(keystore, TARGETS_KEY)?),
+                Some(sealed(keystore, ROOT_KEY)?),
+            )
         } else {
-            None
+            (None, None)
         };
         Ok((
             Ota {
                 repo,
                 online,
                 targets_key,
+                root_key,
                 config,
             },
             created,

@@ -395,6 +395,242 @@ fn first_start_writes_private_files_and_a_working_admin_token() {
     assert!(!stderr.contains("PRIVATE KEY") && !stderr.contains(pass));
 }
 
+/// Root rotation outside dev mode: the root key is offline, so the new
+/// root must arrive signed by the old and the new root keys; only admins
+/// publish it; a device that trusts root v1 follows the chain and installs
+/// a release published after the rotation.
+#[test]
+fn root_rotation_needs_the_old_and_the_new_root_keys_and_devices_follow_it() {
+    use bulwark_api_types::{CreateOperatorToken, RotateRoot};
+    use bulwark_ota::{Device, HardwareModel, HttpsTransport, TargetName, UpdateClient};
+    use bulwark_types::Role;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mut server = Instance::start(&data, &log, free_port(), "rotate the root, not the key");
+    server.wait_healthy(&data, &log);
+    let token = std::fs::read_to_string(data.join("initial-admin-token")).unwrap();
+    let token = token.trim().to_string();
+    let bundle = data.join("ca").join("ca-bundle.pem");
+    let ca = std::fs::read(&bundle).unwrap();
+    let admin = Client::new(&server.addr, Some(token.clone()), &ca).unwrap();
+    let cli = |token: &str, args: &[&std::ffi::OsStr]| {
+        Command::new(bin())
+            .args(args)
+            .env("BULWARK_ADDR", &server.addr)
+            .env("BULWARK_TOKEN", token)
+            .env("BULWARK_CACERT", &bundle)
+            .output()
+            .unwrap()
+    };
+    let offline = data.join("ota-offline");
+    let old_root = offline.join("root.pem");
+    let new_root = dir.path().join("root-2.pem");
+    let out = cli(
+        &token,
+        &[
+            "ota".as_ref(),
+            "keygen".as_ref(),
+            "--out".as_ref(),
+            new_root.as_os_str(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let new_pub = dir.path().join("root-2.pub");
+    let new_id = bulwark_ota::SigningKey::read_file(&new_root)
+        .unwrap()
+        .key_id();
+    let rotate = |token: &str, sign: &[&Path]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "ota".as_ref(),
+            "root".as_ref(),
+            "rotate".as_ref(),
+            "--new-root-pub".as_ref(),
+            new_pub.as_os_str(),
+        ];
+        for key in sign {
+            args.extend(["--sign-key".as_ref(), key.as_os_str()]);
+        }
+        cli(token, &args)
+    };
+
+    // Refusals first, each with its reason; nothing is published.
+    let out = rotate(&token, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("holds no root key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rotate(&token, &[&old_root]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not signed by a threshold of its own (new) root keys"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rotate(&token, &[&new_root]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr)
+            .contains("not signed by a threshold of the current root (version 1)'s root keys"),
+        "{}",
+        text(&out.stderr)
+    );
+    rt().block_on(async {
+        // Not root metadata at all.
+        let e = admin
+            .publish_root(&RotateRoot {
+                signed_root: Some("{\"signed\": 1}".into()),
+                ..RotateRoot::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(400), "{e}");
+        assert!(e.to_string().contains("malformed root metadata"), "{e}");
+        // Only admins: an operator and an auditor may neither prepare nor publish.
+        for role in [Role::Operator, Role::Auditor, Role::ReleaseManager] {
+            let t = admin
+                .create_token(&CreateOperatorToken {
+                    name: role.to_string(),
+                    role,
+                    ttl_seconds: None,
+                })
+                .await
+                .unwrap()
+                .token;
+            let other = Client::new(&server.addr, Some(t), &ca).unwrap();
+            let e = other
+                .prepare_root(&RotateRoot::default())
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), Some(403), "{role}: {e}");
+            assert!(e.to_string().contains("may not rotate the OTA root"), "{e}");
+            let e = other
+                .publish_root(&RotateRoot::default())
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), Some(403), "{role}: {e}");
+        }
+        assert_eq!(admin.ota_root().await.unwrap().version, 1);
+    });
+    let root_v1 = rt().block_on(admin.tuf_file("1.root.json")).unwrap();
+    assert!(rt().block_on(admin.tuf_file("2.root.json")).is_err());
+
+    // Old and new root keys: accepted, served, audited.
+    let out = rotate(&token, &[&old_root, &new_root]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("published root version 2"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("root version 1 → 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    let root_v2 = rt().block_on(admin.tuf_file("2.root.json")).unwrap();
+    let summary = bulwark_ota::describe_root(&root_v2).unwrap();
+    assert_eq!(summary.version, 2);
+    assert_eq!(summary.roles[0].key_ids, vec![new_id.clone()]);
+    let out = cli(&token, &["ota".as_ref(), "root".as_ref(), "show".as_ref()]);
+    assert!(
+        text(&out.stdout).contains(new_id.as_str()),
+        "{}",
+        text(&out.stdout)
+    );
+    // Replayed: version 2 again is not the next version.
+    let e = rt()
+        .block_on(admin.publish_root(&RotateRoot {
+            signed_root: Some(String::from_utf8(root_v2.clone()).unwrap()),
+            ..RotateRoot::default()
+        }))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    assert!(e.to_string().contains("is not the next version 3"), "{e}");
+    // The retired key alone can no longer rotate.
+    let out = rotate(&token, &[&old_root]);
+    assert!(!out.status.success());
+    let out = cli(
+        &token,
+        &[
+            "audit".as_ref(),
+            "ls".as_ref(),
+            "--output".as_ref(),
+            "json".as_ref(),
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("ota_root_published"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A release published after the rotation (targets key unchanged).
+    let artifact = dir.path().join("fw.img");
+    std::fs::write(&artifact, vec![9u8; 4096]).unwrap();
+    let out = cli(
+        &token,
+        &[
+            "ota".as_ref(),
+            "release".as_ref(),
+            "create".as_ref(),
+            artifact.as_os_str(),
+            "--name".as_ref(),
+            "fw-after".as_ref(),
+            "--version".as_ref(),
+            "1.1.0".as_ref(),
+            "--hardware".as_ref(),
+            "gw-v2".as_ref(),
+            "--targets-key".as_ref(),
+            offline.join("targets.pem").as_os_str(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // A device provisioned with root v1 chains to v2 and verifies it.
+    rt().block_on(async {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        let http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        let base = reqwest::Url::parse(&format!("{}/v1/ota/tuf/", server.addr)).unwrap();
+        let store = tempfile::tempdir().unwrap();
+        let transport = HttpsTransport::new(http);
+        let client = UpdateClient::load(
+            &root_v1,
+            &store.path().join("tuf"),
+            base.clone(),
+            base.join("targets/").unwrap(),
+            transport.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(client.tough().root().signed.version.get(), 2);
+        let device = Device {
+            model: HardwareModel::new("gw-v2").unwrap(),
+            floor: None,
+        };
+        let candidate = client
+            .check(&TargetName::new("fw-after").unwrap(), &device)
+            .unwrap();
+        let verified = client
+            .download(&candidate, &transport, store.path())
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(verified.path()).unwrap(), vec![9u8; 4096]);
+    });
+    assert!(server.terminate().success());
+}
+
 /// The plaintext MQTT listener exists only in dev mode.
 #[test]
 fn plaintext_mqtt_listener_is_refused_outside_dev_mode() {

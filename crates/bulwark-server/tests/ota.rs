@@ -2,7 +2,10 @@
 //! real server, a real device (EST-enrolled, mTLS) verifying the TUF chain
 //! with tough and downloading the artifact, curl resuming with `Range`, and
 //! the refusals: wrong role, a targets signature by a key the root does not
-//! name, a taken name, path traversal, no credentials.
+//! name, a taken name, path traversal, no credentials. Root rotation by a
+//! dev server (which holds its root key) and a real agent that trusts
+//! root v1 installing a release published after it; the offline-key
+//! rotation is in `cli.rs`, which runs a non-dev server.
 
 mod common;
 
@@ -259,4 +262,106 @@ fn only_release_managers_publish_and_a_foreign_targets_signature_is_refused() {
         log.contains("ota_release_published") && log.contains("fw-ok"),
         "{log}"
     );
+}
+
+#[test]
+fn a_dev_server_rotates_its_root_and_an_agent_on_root_v1_still_installs() {
+    use bulwark_api_types::{RootRoleChange, RotateRoot};
+    use common::agent::{self, ready, states, update};
+    use serde_json::json;
+
+    let server = Server::start("");
+    let client = server.client();
+    // Refusals first: a snapshot key the server does not hold (it could
+    // no longer sign snapshots), a new root key the server cannot sign
+    // with, a signed root sent to prepare.
+    let foreign = server.dir.path().join("foreign.pem");
+    let out = server.cli(&["ota", "keygen", "--out", foreign.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let foreign_pub = std::fs::read_to_string(server.dir.path().join("foreign.pub")).unwrap();
+    let with = |change: RootRoleChange| RotateRoot {
+        snapshot: Some(change),
+        ..RotateRoot::default()
+    };
+    rt().block_on(async {
+        let e = client
+            .prepare_root(&with(RootRoleChange {
+                keys: Some(vec![foreign_pub.clone()]),
+                threshold: None,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(400), "{e}");
+        assert!(
+            e.to_string()
+                .contains("snapshot keys must stay ones the server holds"),
+            "{e}"
+        );
+        let e = client
+            .prepare_root(&with(RootRoleChange {
+                keys: Some(vec!["not a key".into()]),
+                threshold: None,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(400), "{e}");
+        assert!(e.to_string().contains("snapshot key 1"), "{e}");
+        let e = client
+            .prepare_root(&RotateRoot {
+                root: Some(RootRoleChange {
+                    keys: None,
+                    threshold: Some(2),
+                }),
+                ..RotateRoot::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("threshold 2 is above its 1 keys"),
+            "{e}"
+        );
+        let e = client
+            .publish_root(&RotateRoot {
+                root: Some(RootRoleChange {
+                    keys: Some(vec![foreign_pub.clone()]),
+                    threshold: None,
+                }),
+                ..RotateRoot::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("its own (new) root keys"), "{e}");
+        assert_eq!(client.ota_root().await.unwrap().version, 1);
+    });
+
+    // The dev server signs a new root with its own key (same keys: the
+    // yearly re-signing before the root expires).
+    let out = server.cli(&["ota", "root", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("published root version 2"));
+    let root = rt().block_on(client.ota_root()).unwrap();
+    assert_eq!(root.version, 2);
+
+    // A release after the rotation; the agent starts from 1.root.json.
+    let body = agent::artifact(50_000);
+    agent::publish_release(&server, "rig-fw-after-root", "rig-1", &body);
+    rt().block_on(async {
+        let (mut svc, agent) = ready(&server, "ota-root-2", &["/bin/true"]).await;
+        let steps = update(
+            &mut svc,
+            &agent,
+            json!({"release": "rig-fw-after-root", "rollout": "r-root"}),
+        )
+        .await;
+        assert_eq!(states(&steps).last(), Some(&"healthy"), "{steps:?}");
+        assert_eq!(std::fs::read(agent.slot_image("b")).unwrap(), body);
+    });
 }

@@ -18,11 +18,11 @@ pub mod mqtt;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use bulwark_audit::{Actor, AuditEvent, Checkpoint, Entry};
+use bulwark_audit::{Actor, AuditEvent, Checkpoint, Entry, VerifyError, VerifyReport};
 use bulwark_types::{
     CertSerial, Certificate, Claim, Device, DeviceDetail, DeviceId, DeviceState, EnrollToken,
-    Group, ManufacturerCaName, OperatorToken, OtaRelease, PolicyName, PolicySummary, PolicyTarget,
-    RevocationReason, Service, ServiceName,
+    Group, ManufacturerCaName, ManufacturerCertificate, OperatorToken, OtaRelease, PolicyName,
+    PolicySummary, PolicyTarget, RevocationReason, Service, ServiceName,
 };
 
 pub use error::StoreError;
@@ -41,6 +41,19 @@ pub use mqtt::{
 pub use sqlite::{CheckpointPolicy, CheckpointSigner, SqliteStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A device and every certificate it holds or held, read together for the
+/// scheduled posture audits ([`Store::posture_devices`]).
+#[derive(Debug, Clone)]
+pub struct DevicePosture {
+    pub device: Device,
+    /// Certificates Bulwark issued to it, newest first; `der` is empty for
+    /// revoked ones (nothing to audit in them).
+    pub certificates: Vec<CertRecord>,
+    /// Manufacturer certificates bound to it, newest first (their DER is
+    /// not kept).
+    pub manufacturer_certificates: Vec<ManufacturerCertificate>,
+}
 
 /// Everything the server persists.
 #[async_trait]
@@ -315,4 +328,20 @@ pub trait Store: Send + Sync + 'static {
         since: time::OffsetDateTime,
         min: bulwark_types::Severity,
     ) -> Result<u64>;
+
+    // --- posture audits -----------------------------------------------------
+    /// Devices with ids greater than `after`, by id, at most `limit`, with
+    /// their certificates, in one read (not audited).
+    async fn posture_devices(
+        &self,
+        after: Option<DeviceId>,
+        limit: u32,
+    ) -> Result<Vec<DevicePosture>>;
+    /// Verifies the whole audit log against its signed checkpoints in one
+    /// streaming read, signing nothing. The outer `Result` is about reading
+    /// the log; the inner one is the verdict.
+    async fn verify_audit(
+        &self,
+        public_key: [u8; 32],
+    ) -> Result<std::result::Result<VerifyReport, VerifyError>>;
 }

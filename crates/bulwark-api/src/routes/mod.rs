@@ -106,6 +106,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/ota/releases/prepare", post(prepare_release))
         .route("/ota/releases/{name}", get(get_release))
         .route("/ota/tuf/{*path}", get(tuf_file))
+        .route("/ota/root", get(get_root).post(publish_root))
+        .route("/ota/root/prepare", post(prepare_root))
         .route("/ota/rollouts", get(list_rollouts).post(create_rollout))
         .route("/ota/rollouts/{id}", get(get_rollout))
         .route("/ota/rollouts/{id}/devices", get(rollout_devices))

@@ -5,6 +5,9 @@
 //! - `POST /v1/ota/releases/prepare` gives the next targets metadata to sign
 //!   offline; `POST /v1/ota/releases` publishes (signed offline, or by the
 //!   dev-mode server).
+//! - `POST /v1/ota/root/prepare` gives the next root (the current keys
+//!   with some roles changed) to sign offline; `POST /v1/ota/root`
+//!   publishes it (admins only); `GET /v1/ota/root` summarizes the newest.
 //! - `GET /v1/ota/tuf/{path}` serves the repository in the standard layout
 //!   to devices (their client certificate) and operators (a token). Only
 //!   the repository's own file forms resolve; artifacts honour `Range`, so
@@ -20,8 +23,11 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bulwark_api_types::{ArtifactStored, CreateRelease, OtaRelease, PreparedRelease};
-use bulwark_registry::{ClientIdentity, ReleaseRequest};
+use bulwark_api_types::{
+    ArtifactStored, CreateRelease, OtaRelease, OtaRoot, OtaRootRole, PreparedRelease, PreparedRoot,
+    RootPublished, RootRoleChange, RotateRoot,
+};
+use bulwark_registry::{ClientIdentity, ReleaseRequest, RoleChange, RootChanges};
 use bytes::Bytes;
 use futures::StreamExt;
 use tower::ServiceExt;
@@ -173,6 +179,106 @@ pub(crate) async fn get_release(
     Path(name): Path<String>,
 ) -> Result<Json<OtaRelease>, ApiError> {
     Ok(Json(s.registry.ota_release(&op, &name).await?))
+}
+
+fn role_change(c: &Option<RootRoleChange>) -> RoleChange {
+    c.as_ref()
+        .map(|c| RoleChange {
+            keys: c.keys.clone(),
+            threshold: c.threshold,
+        })
+        .unwrap_or_default()
+}
+
+fn root_changes(b: &RotateRoot) -> RootChanges {
+    RootChanges {
+        root: role_change(&b.root),
+        targets: role_change(&b.targets),
+        snapshot: role_change(&b.snapshot),
+        timestamp: role_change(&b.timestamp),
+    }
+}
+
+/// The newest root of the update repository: version, expiry, and each
+/// role's threshold and key ids.
+#[utoipa::path(get, path = "/v1/ota/root", tag = "ota",
+    responses((status = 200, body = OtaRoot)), security(("bearer" = [])))]
+pub(crate) async fn get_root(
+    State(s): State<Arc<AppState>>,
+    Authed(op): Authed,
+) -> Result<Json<OtaRoot>, ApiError> {
+    let summary = s.registry.ota_root(&op).await?;
+    Ok(Json(OtaRoot {
+        version: summary.version,
+        expires: summary.expires.into(),
+        roles: summary
+            .roles
+            .into_iter()
+            .map(|r| OtaRootRole {
+                role: r.role.to_string(),
+                threshold: r.threshold,
+                key_ids: r.key_ids.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+    }))
+}
+
+/// The next root, unsigned: the current keys and thresholds with the
+/// given roles replaced, version N+1, to be signed offline by a threshold
+/// of the current root keys and of the new ones (`bulwark ota root rotate`).
+#[utoipa::path(post, path = "/v1/ota/root/prepare", tag = "ota",
+    request_body = RotateRoot,
+    responses((status = 200, body = PreparedRoot),
+        (status = 400, description = "malformed keys, a threshold above the keys, or snapshot/timestamp keys the server does not hold"),
+        (status = 403, description = "not an admin")),
+    security(("bearer" = [])))]
+pub(crate) async fn prepare_root(
+    State(s): State<Arc<AppState>>,
+    Authed(op): Authed,
+    ApiJson(b): ApiJson<RotateRoot>,
+) -> Result<Json<PreparedRoot>, ApiError> {
+    if b.signed_root.is_some() {
+        return Err(ApiError::bad_request(
+            "signed_root belongs to POST /v1/ota/root, not to prepare",
+        ));
+    }
+    let bytes = s.registry.ota_prepare_root(&op, root_changes(&b)).await?;
+    let unsigned_root = String::from_utf8(bytes).map_err(ApiError::internal)?;
+    Ok(Json(PreparedRoot { unsigned_root }))
+}
+
+/// Publish the next root: signed offline (`signed_root`), or, on a dev
+/// server holding the root key, built from the role changes and signed by
+/// the server. Devices chain to it from any earlier root.
+#[utoipa::path(post, path = "/v1/ota/root", tag = "ota",
+    request_body = RotateRoot,
+    responses((status = 201, body = RootPublished),
+        (status = 400, description = "malformed, not the next version, expired, or not signed by a threshold of the old and of the new root keys (with the reason)"),
+        (status = 403, description = "not an admin")),
+    security(("bearer" = [])))]
+pub(crate) async fn publish_root(
+    State(s): State<Arc<AppState>>,
+    Authed(op): Authed,
+    ApiJson(b): ApiJson<RotateRoot>,
+) -> Result<(StatusCode, Json<RootPublished>), ApiError> {
+    let changes = root_changes(&b);
+    let version = match &b.signed_root {
+        Some(signed) => {
+            if b.root.is_some()
+                || b.targets.is_some()
+                || b.snapshot.is_some()
+                || b.timestamp.is_some()
+            {
+                return Err(ApiError::bad_request(
+                    "send either signed_root or the role changes, not both: the signed root \
+                     already says what changes",
+                ));
+            }
+            s.registry.ota_accept_root(&op, signed.as_bytes()).await?
+        }
+        None => s.registry.ota_sign_root(&op, changes).await?,
+    };
+    Ok((StatusCode::CREATED, Json(RootPublished { version })))
 }
 
 /// A device (its client certificate) or an operator (a token with read

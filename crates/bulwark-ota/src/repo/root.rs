@@ -13,13 +13,13 @@ use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::{RoleKeys, RoleType, Root, Signed};
 
 use super::fsio::{write_atomic, Replace};
-use super::{expiry, to_jiff, Expiries, Repository, SPEC_VERSION};
+use super::{expiry, to_jiff, Expiries, OnlineKeys, Repository, SPEC_VERSION};
 use crate::error::{MetadataRole, OtaError};
 use crate::keys::{PublicKey, SigningKey};
 use crate::sign::{canonical, file_bytes, sign_role};
 
 /// The keys and thresholds of the four roles.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootSpec {
     pub root: Vec<PublicKey>,
     pub root_threshold: NonZeroU64,
@@ -49,6 +49,87 @@ impl RootSpec {
             timestamp: vec![timestamp.public_key()],
             timestamp_threshold: NonZeroU64::MIN,
         }
+    }
+
+    /// The keys and thresholds a root names (what [`Repository::current_spec`]
+    /// gives for the newest root).
+    pub fn from_root(root: &Root) -> Result<Self, OtaError> {
+        let role = |t: RoleType| -> Result<(Vec<PublicKey>, NonZeroU64), OtaError> {
+            let keys = root
+                .roles
+                .get(&t)
+                .ok_or_else(|| OtaError::refused(MetadataRole::Root, format!("no {t} role")))?;
+            let list = keys
+                .keyids
+                .iter()
+                .map(|id| {
+                    root.keys
+                        .get(id)
+                        .map(|k| PublicKey(k.clone()))
+                        .ok_or_else(|| {
+                            OtaError::refused(
+                                MetadataRole::Root,
+                                format!(
+                                    "{t} names key {} that the root does not list",
+                                    hex::encode(&**id)
+                                ),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((list, keys.threshold))
+        };
+        let (root_keys, root_threshold) = role(RoleType::Root)?;
+        let (targets, targets_threshold) = role(RoleType::Targets)?;
+        let (snapshot, snapshot_threshold) = role(RoleType::Snapshot)?;
+        let (timestamp, timestamp_threshold) = role(RoleType::Timestamp)?;
+        Ok(RootSpec {
+            root: root_keys,
+            root_threshold,
+            targets,
+            targets_threshold,
+            snapshot,
+            snapshot_threshold,
+            timestamp,
+            timestamp_threshold,
+        })
+    }
+
+    /// Refuses a spec whose snapshot or timestamp threshold the online keys
+    /// the server holds would not meet: accepting such a root would leave
+    /// the server unable to re-sign them, and devices would stop updating
+    /// once the timestamp expires.
+    pub fn check_online(&self, online: &OnlineKeys) -> Result<(), OtaError> {
+        for (role, listed, threshold, held) in [
+            (
+                RoleType::Snapshot,
+                &self.snapshot,
+                self.snapshot_threshold,
+                &online.snapshot,
+            ),
+            (
+                RoleType::Timestamp,
+                &self.timestamp,
+                self.timestamp_threshold,
+                &online.timestamp,
+            ),
+        ] {
+            let usable = held
+                .iter()
+                .filter(|k| listed.contains(&k.public_key()))
+                .count() as u64;
+            if usable < threshold.get() {
+                return Err(OtaError::refused(
+                    MetadataRole::Root,
+                    format!(
+                        "the server holds {usable} of the {threshold} {role} key(s) this root \
+                         requires, so it could not sign {role} metadata: {role} keys must stay \
+                         ones the server holds"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn build(&self, version: NonZeroU64, expires: jiff::Timestamp) -> Result<Root, OtaError> {
@@ -153,7 +234,13 @@ fn check_root(new: &Signed<Root>, now: SystemTime) -> Result<(), OtaError> {
     }
     r.verify_role(new).map_err(|e| OtaError::BadSignature {
         role,
-        source: Some(Box::new(e)),
+        source: Some(
+            format!(
+                "version {} is not signed by a threshold of its own (new) root keys: {e}",
+                r.version
+            )
+            .into(),
+        ),
     })
 }
 
@@ -213,6 +300,12 @@ impl Repository {
         spec.build(version, expiry(now, self.expiries.root)?)
     }
 
+    /// The keys and thresholds of the newest root: the starting point of a
+    /// rotation that changes only some roles.
+    pub fn current_spec(&self) -> Result<RootSpec, OtaError> {
+        RootSpec::from_root(&self.latest_root()?.signed)
+    }
+
     /// The unsigned canonical bytes of the next root version with `spec`'s
     /// keys, for signing with [`crate::sign_root_metadata`].
     pub fn next_root(&self, spec: &RootSpec, now: SystemTime) -> Result<Vec<u8>, OtaError> {
@@ -245,7 +338,14 @@ impl Repository {
             .verify_role(&new)
             .map_err(|e| OtaError::BadSignature {
                 role: MetadataRole::Root,
-                source: Some(Box::new(e)),
+                source: Some(
+                    format!(
+                        "version {expected} is not signed by a threshold of the current root \
+                         (version {})'s root keys: {e}",
+                        old.signed.version
+                    )
+                    .into(),
+                ),
             })?;
         check_root(&new, now)?;
         write_atomic(
@@ -255,6 +355,23 @@ impl Repository {
             Replace::Never,
         )?;
         Ok(expected)
+    }
+
+    /// The server's way in: [`Repository::accept_root`], refused first if
+    /// the online keys would not meet the new root's snapshot or timestamp
+    /// threshold ([`RootSpec::check_online`]). The caller then runs
+    /// [`Repository::refresh`], which re-signs snapshot and timestamp at
+    /// once if the new root no longer accepts their signatures.
+    pub fn accept_root_online(
+        &self,
+        signed_root: &[u8],
+        online: &OnlineKeys,
+        now: SystemTime,
+    ) -> Result<u64, OtaError> {
+        let new: Signed<Root> = serde_json::from_slice(signed_root)
+            .map_err(|e| OtaError::malformed("root metadata", e))?;
+        RootSpec::from_root(&new.signed)?.check_online(online)?;
+        self.accept_root(signed_root, now)
     }
 
     /// Builds, signs with `signers` (old and new root keys) and accepts the

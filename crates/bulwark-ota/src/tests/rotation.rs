@@ -229,3 +229,100 @@ async fn a_device_that_saw_a_rotation_ignores_a_fork_signed_by_the_retired_key()
     let fresh = tempfile::tempdir().unwrap();
     assert!(fx.client(fresh.path()).await.is_ok());
 }
+
+fn source_text(err: &OtaError) -> String {
+    std::error::Error::source(err)
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+#[test]
+fn current_spec_is_the_newest_roots_keys_and_thresholds() {
+    let fx = Fixture::new();
+    assert_eq!(fx.repo.current_spec().unwrap(), fx.spec());
+
+    // Change only the targets role (two keys, threshold two): the other
+    // roles come through unchanged, in the next version.
+    let extra = SigningKey::generate().unwrap();
+    let mut spec = fx.repo.current_spec().unwrap();
+    spec.targets.push(extra.public_key());
+    spec.targets_threshold = NonZeroU64::new(2).unwrap();
+    fx.repo.rotate_root(&spec, &[&fx.root_key], now()).unwrap();
+    let current = fx.repo.current_spec().unwrap();
+    assert_eq!(current, spec);
+    assert_eq!(current.root, vec![fx.root_key.public_key()]);
+    assert_eq!(current.timestamp, vec![fx.timestamp_key.public_key()]);
+
+    let summary = crate::describe_root(&fx.repo.root_bytes().unwrap()).unwrap();
+    assert_eq!((summary.version, summary.signatures), (2, 1));
+    let targets = &summary.roles[1];
+    assert_eq!(targets.role, MetadataRole::Targets);
+    assert_eq!(targets.threshold, 2);
+    let mut ids = vec![fx.targets_key.key_id(), extra.key_id()];
+    ids.sort();
+    assert_eq!(targets.key_ids, ids);
+}
+
+#[test]
+fn a_refused_rotation_says_which_keys_are_missing() {
+    let fx = Fixture::new();
+    let new_root = SigningKey::generate().unwrap();
+    let mut spec = fx.repo.current_spec().unwrap();
+    spec.root = vec![new_root.public_key()];
+    let unsigned = fx.repo.next_root(&spec, now()).unwrap();
+    for (key, says) in [
+        (
+            &new_root,
+            "not signed by a threshold of the current root (version 1)'s root keys",
+        ),
+        (
+            &fx.root_key,
+            "not signed by a threshold of its own (new) root keys",
+        ),
+    ] {
+        let signed = sign_root_metadata(&unsigned, key).unwrap();
+        let err = fx.repo.accept_root(&signed, now()).unwrap_err();
+        assert!(matches!(err, OtaError::BadSignature { .. }), "{err:?}");
+        let why = source_text(&err);
+        assert!(why.contains(says), "{why}");
+        assert!(why.contains("Signature threshold of 1 not met"), "{why}");
+    }
+}
+
+#[test]
+fn the_server_refuses_a_root_whose_online_roles_it_could_not_sign() {
+    let fx = Fixture::new();
+    fx.add("fw.bin", b"x", release(&["m1"], "1.0.0", None));
+    let online = OnlineKeys {
+        snapshot: vec![copy_key(&fx.snapshot_key)],
+        timestamp: vec![copy_key(&fx.timestamp_key)],
+    };
+    // A timestamp key the server does not hold: refused before anything
+    // is written.
+    let foreign = SigningKey::generate().unwrap();
+    let mut spec = fx.repo.current_spec().unwrap();
+    spec.timestamp = vec![foreign.public_key()];
+    let err = spec.check_online(&online).unwrap_err();
+    assert!(err.to_string().contains("timestamp"), "{err}");
+    let signed =
+        sign_root_metadata(&fx.repo.next_root(&spec, now()).unwrap(), &fx.root_key).unwrap();
+    let err = fx
+        .repo
+        .accept_root_online(&signed, &online, now())
+        .unwrap_err();
+    assert!(matches!(err, OtaError::Refused { .. }), "{err:?}");
+    assert!(!fx.served().join("2.root.json").exists());
+
+    // The server's own keys, a new root key: accepted; snapshot and
+    // timestamp still verify under it, so nothing is re-signed.
+    let new_root = SigningKey::generate().unwrap();
+    let mut spec = fx.repo.current_spec().unwrap();
+    spec.root = vec![new_root.public_key()];
+    let mut bytes = fx.repo.next_root(&spec, now()).unwrap();
+    for key in [&fx.root_key, &new_root] {
+        bytes = sign_root_metadata(&bytes, key).unwrap();
+    }
+    let version = fx.repo.accept_root_online(&bytes, &online, now()).unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(fx.repo.refresh(&online, now()).unwrap().timestamp, None);
+}

@@ -5,17 +5,20 @@
 //! leaves this machine); without it, only a dev-mode server (which holds
 //! its own targets key) signs. `sign` and `keygen` work offline, with no
 //! server at all: on the machine that keeps the release key, `sign` shows
-//! what it is about to sign before writing the signed file.
+//! what it is about to sign before writing the signed file. `root`
+//! (in `ota/root.rs`) shows and rotates the repository's root.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use bulwark_api_types::{CreateRelease, OtaRelease};
 use bulwark_ota::SigningKey;
 
 use super::output::{emit, emit_json, key_values, opt, ts, Table};
 use super::Ctx;
+
+mod root;
 
 /// OTA releases: upload, sign, publish, list.
 #[derive(clap::Args, Debug)]
@@ -36,6 +39,11 @@ enum OtaSub {
         #[command(subcommand)]
         cmd: super::rollout::RolloutSub,
     },
+    /// The repository's root: show it, rotate its keys (admins).
+    Root {
+        #[command(subcommand)]
+        cmd: root::RootSub,
+    },
     /// Sign targets metadata offline with a key file (no server needed).
     ///
     /// Prints what the metadata lists (version, expiry, each target with
@@ -54,7 +62,11 @@ enum OtaSub {
     },
     /// Generate an Ed25519 signing key file (mode 0600; refuses to overwrite).
     ///
-    /// Example: bulwark ota keygen --out targets.pem
+    /// Also writes the public key next to it (FILE with the extension
+    /// .pub, a PEM PUBLIC KEY block), for `ota root rotate --new-root-pub`
+    /// and the like.
+    ///
+    /// Example: bulwark ota keygen --out targets.pem    # and targets.pub
     Keygen {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -126,17 +138,30 @@ pub fn run_offline(cmd: OtaCmd) -> anyhow::Result<ExitCode> {
             ))?;
         }
         OtaSub::Keygen { out } => {
+            let public = out.with_extension("pub");
+            if public == out {
+                bail!("--out names the private key file; the public key goes to NAME.pub");
+            }
+            if public.exists() {
+                bail!("{} exists: refusing to overwrite it", public.display());
+            }
             let key = SigningKey::generate().context("cannot generate a key")?;
             key.write_file(&out)
                 .with_context(|| format!("cannot write {}", out.display()))?;
+            let pem = key
+                .public_key()
+                .to_pem()
+                .context("cannot encode the public key")?;
+            write_new(&public, pem.as_bytes())?;
             emit(&format!(
-                "wrote Ed25519 key {} to {} (mode 0600); keep it offline",
+                "wrote Ed25519 key {} to {} (mode 0600; keep it offline) and its public key to {}",
                 key.key_id().as_str(),
-                out.display()
+                out.display(),
+                public.display()
             ))?;
         }
-        OtaSub::Release { .. } | OtaSub::Rollout { .. } => {
-            unreachable!("release and rollout commands need a server")
+        OtaSub::Release { .. } | OtaSub::Rollout { .. } | OtaSub::Root { .. } => {
+            unreachable!("release, rollout and root commands need a server")
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -199,6 +224,7 @@ pub(super) async fn run(cmd: OtaCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let cmd = match cmd.cmd {
         OtaSub::Release { cmd } => cmd,
         OtaSub::Rollout { cmd } => return super::rollout::run(cmd, ctx).await,
+        OtaSub::Root { cmd } => return root::run(cmd, ctx).await,
         other => return run_offline(OtaCmd { cmd: other }),
     };
     match cmd {

@@ -16,8 +16,12 @@
 //!
 //! The pipeline task never waits on the store: findings go to the alerter
 //! through a bounded channel. A timer task runs due actions (delayed
-//! steps, timed releases) twice a second.
+//! steps, timed releases) twice a second. The posture audit task
+//! (`audits`) checks the fleet's configuration every
+//! `[response] audit_interval_secs` and sends its findings to the same
+//! alerter.
 
+mod audits;
 mod events;
 pub mod playbook;
 
@@ -63,6 +67,17 @@ pub struct ResponseFile {
     pub event_buffer: usize,
     /// Devices reporting a firmware version below this raise an alert.
     pub firmware_floor: Option<String>,
+    /// Seconds between scheduled posture audits (the first runs 10 s after
+    /// start, or sooner if this is shorter); 0 turns the audits off.
+    pub audit_interval_secs: u64,
+    /// `audit:cert-expiring` when a device's newest certificate expires
+    /// within this many days.
+    pub cert_expiry_warn_days: u32,
+    /// `audit:cert-too-old` when it was issued more than this many days ago.
+    pub cert_max_age_days: u32,
+    /// `audit:silent-device` when an active device was last seen more than
+    /// this many days ago.
+    pub silent_days: u32,
 }
 
 impl Default for ResponseFile {
@@ -73,6 +88,10 @@ impl Default for ResponseFile {
             suppress_secs: 600,
             event_buffer: 1 << 16,
             firmware_floor: None,
+            audit_interval_secs: 300,
+            cert_expiry_warn_days: 7,
+            cert_max_age_days: 400,
+            silent_days: 7,
         }
     }
 }
@@ -88,6 +107,21 @@ impl DetectSettings {
         if let Some(f) = &self.response.firmware_floor {
             semver::Version::parse(f)
                 .with_context(|| format!("[response] firmware_floor {f:?} is not a version"))?;
+        }
+        let r = &self.response;
+        if r.audit_interval_secs > 7 * 86_400 {
+            anyhow::bail!(
+                "[response] audit_interval_secs must be at most 604800 (0 turns the audits off)"
+            );
+        }
+        for (key, value, max) in [
+            ("cert_expiry_warn_days", r.cert_expiry_warn_days, 3650),
+            ("cert_max_age_days", r.cert_max_age_days, 36_500),
+            ("silent_days", r.silent_days, 3650),
+        ] {
+            if !(1..=max).contains(&value) {
+                anyhow::bail!("[response] {key} must be between 1 and {max}");
+            }
         }
         Ok(())
     }
@@ -129,6 +163,17 @@ pub fn spawn(
     let stats = Arc::new(DetectStats::default());
     let responder = GatewayResponder(Some(gateway.clone()));
     let (raise_tx, raise_rx) = tokio::sync::mpsc::channel::<Raise>(4096);
+    if settings.response.audit_interval_secs == 0 {
+        tracing::warn!("scheduled posture audits are off ([response] audit_interval_secs = 0)");
+    } else {
+        tokio::spawn(audits::run(
+            settings.clone(),
+            registry.clone(),
+            gateway.clone(),
+            stats.clone(),
+            raise_tx.clone(),
+        ));
+    }
     let pipeline = Pipeline::new(engine, settings.clone(), gateway, stats.clone(), raise_tx);
     tokio::spawn(pipeline.run(events, registry.clone()));
     tokio::spawn(alerter(
@@ -207,7 +252,7 @@ async fn action_timer(
         every.tick().await;
         run_due(&registry, &responder, &dispatcher).await;
         n += 1;
-        if n % 120 == 0 {
+        if n.is_multiple_of(120) {
             let s = &stats;
             tracing::info!(
                 events = s.events.load(Ordering::Relaxed),
@@ -225,4 +270,23 @@ async fn action_timer(
 
 fn device_id(s: &str) -> Option<DeviceId> {
     DeviceId::new(s).ok()
+}
+
+/// The steps of every configured playbook that matches a finding of the
+/// posture audits: all of them for a finding about a device; for one about
+/// a policy or the fleet, only `notify` (there is no device to act on and
+/// no address to block).
+fn planned_actions(
+    playbooks: &[Playbook],
+    detector: &str,
+    severity: Severity,
+    device: Option<&DeviceId>,
+    now: OffsetDateTime,
+) -> Vec<bulwark_store::NewAlertAction> {
+    playbooks
+        .iter()
+        .filter(|p| p.matches(detector, severity))
+        .flat_map(|p| p.plan(now))
+        .filter(|a| device.is_some() || a.action == bulwark_types::ActionKind::Notify)
+        .collect()
 }

@@ -10,6 +10,7 @@ mod manufacturer;
 mod ops;
 mod ota;
 mod policies;
+mod posture;
 mod rollout;
 mod rows;
 mod schema;

@@ -1,7 +1,9 @@
 //! `impl Store for SqliteStore`: each operation is one read or one write job.
 
 use async_trait::async_trait;
-use bulwark_audit::{Actor, AuditEvent, Checkpoint, EnrollMethod, Entry};
+use bulwark_audit::{
+    Actor, AuditEvent, Checkpoint, EnrollMethod, Entry, VerifyError, VerifyReport,
+};
 use bulwark_types::{
     Alert, AlertAction, AlertState, CertKind, CertSerial, Certificate, Claim, Device, DeviceDetail,
     DeviceId, DeviceState, EnrollToken, Group, ManufacturerCaName, OperatorToken, OtaRelease,
@@ -12,11 +14,11 @@ use rusqlite::{params, OptionalExtension};
 
 use super::rows::{self, ms};
 use super::writer::{rfc3339, WriteTx};
-use super::{alerts, manufacturer, ota, policies, rollout};
+use super::{alerts, manufacturer, ota, policies, posture, rollout};
 use super::{audit_entry, read_checkpoints, SqliteStore};
 use crate::{
-    AlertActionChange, AlertFilter, Bound, CertRecord, DeviceFilter, DeviceStepChange,
-    DeviceUpdate, DueAlertAction, EnrollAuth, Enrollment, ManufacturerBinding,
+    AlertActionChange, AlertFilter, Bound, CertRecord, DeviceFilter, DevicePosture,
+    DeviceStepChange, DeviceUpdate, DueAlertAction, EnrollAuth, Enrollment, ManufacturerBinding,
     ManufacturerCaRecord, ManufacturerCertRecord, NewAlert, NewAlertAction, NewCert, NewClaim,
     NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion,
     NewRollout, NewService, PolicyRecord, PolicyWrite, RaiseOutcome, Reenrollment, Result,
@@ -988,6 +990,23 @@ impl Store for SqliteStore {
     ) -> Result<u64> {
         let device = device.clone();
         self.read(move |c| alerts::device_alerts_since(c, &device, since, min))
+            .await
+    }
+
+    async fn posture_devices(
+        &self,
+        after: Option<DeviceId>,
+        limit: u32,
+    ) -> Result<Vec<DevicePosture>> {
+        self.read(move |c| posture::devices(c, after.as_ref().map(DeviceId::as_str), limit))
+            .await
+    }
+
+    async fn verify_audit(
+        &self,
+        public_key: [u8; 32],
+    ) -> Result<std::result::Result<VerifyReport, VerifyError>> {
+        self.read(move |c| posture::verify_audit(c, &public_key))
             .await
     }
 }
