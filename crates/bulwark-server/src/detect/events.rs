@@ -199,10 +199,15 @@ impl Pipeline {
                 bytes,
                 ..
             } => {
-                self.observe_device(d.as_str(), want, at_ms, ObsKind::MessageIn {
+                self.observe_device(
+                    d.as_str(),
+                    want,
+                    at_ms,
+                    ObsKind::MessageIn {
                         topic: &topic,
                         bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
-                    });
+                    },
+                );
                 self.remember(d.as_str(), at_ms, "publish", format!("{topic} ({bytes} B)"));
             }
             GatewayEvent::Published {
@@ -246,9 +251,14 @@ impl Pipeline {
                 source,
                 ..
             } => {
-                self.observe_device(d.as_str(), want, at_ms, ObsKind::Connect {
+                self.observe_device(
+                    d.as_str(),
+                    want,
+                    at_ms,
+                    ObsKind::Connect {
                         source: source.ip(),
-                    });
+                    },
+                );
                 self.remember(d.as_str(), at_ms, "connect", source.to_string());
             }
             GatewayEvent::Disconnected {
@@ -270,7 +280,12 @@ impl Pipeline {
                 let source_ip = source.ip();
                 match &device {
                     Some(d) => {
-                        self.observe_device(d.as_str(), want, at_ms, ObsKind::AuthFailure { source: source_ip });
+                        self.observe_device(
+                            d.as_str(),
+                            want,
+                            at_ms,
+                            ObsKind::AuthFailure { source: source_ip },
+                        );
                         self.remember(d.as_str(), at_ms, "refused", format!("{source}: {reason}"));
                     }
                     None => self.source_failure(source_ip, at_ms),
@@ -283,10 +298,15 @@ impl Pipeline {
                 topic,
                 ..
             } => {
-                self.observe_device(d.as_str(), want, at_ms, ObsKind::Denied {
+                self.observe_device(
+                    d.as_str(),
+                    want,
+                    at_ms,
+                    ObsKind::Denied {
                         action,
                         topic: &topic,
-                    });
+                    },
+                );
                 self.remember(d.as_str(), at_ms, "denied", format!("{action} {topic}"));
             }
             GatewayEvent::Subscribed {
@@ -294,7 +314,12 @@ impl Pipeline {
                 filter,
                 ..
             } => {
-                self.observe_device(d.as_str(), want, at_ms, ObsKind::Subscribe { filter: &filter });
+                self.observe_device(
+                    d.as_str(),
+                    want,
+                    at_ms,
+                    ObsKind::Subscribe { filter: &filter },
+                );
                 self.remember(d.as_str(), at_ms, "subscribe", filter);
             }
             GatewayEvent::SessionTakenOver {
