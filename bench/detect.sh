@@ -9,6 +9,7 @@
 #   QUICK=1 bench/detect.sh                  # 1 run each, 20 devices, short warm-up
 #   SCENARIOS="flood topic-scan" bench/detect.sh
 #   DETECT_CONFIG=detect.toml bench/detect.sh   # detection settings for the server
+#   BUILD=0 bench/detect.sh                  # the binaries already in $CARGO_TARGET_DIR/release
 #
 # What it does:
 #  1. builds `bulwark` and `bulwark-sim` (cargo build --release);
@@ -60,7 +61,9 @@ for tool in jq ss timeout; do
 done
 ulimit -n "$(ulimit -Hn)"
 
-timeout 1800 cargo build --release -p bulwark-server -p bulwark-sim
+if [[ ${BUILD:-1} != 0 ]]; then
+    timeout 1800 cargo build --release -p bulwark-server -p bulwark-sim
+fi
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 BULWARK=$BIN/bulwark
 SIM=$BIN/bulwark-sim
