@@ -298,6 +298,46 @@ fn watched_plan(silence_secs: u64) -> RolloutPlan {
 }
 
 #[test]
+fn an_updated_device_that_raises_an_alert_stops_the_rollout() {
+    let server = Server::start("");
+    publish_release(&server, "fw-3");
+    rt().block_on(async {
+        let devices = fleet(&server, 2).await;
+        let mut conn = listening(&server, &devices[0]).await;
+        let r = create(&server, watched_plan(300)).await;
+        told(&mut conn).await;
+        assert_eq!(report(&server, &devices[0], &r.id, "healthy").await, 204);
+        wait_for(&server, &r.id, "the soak", |r| r.soak_started_at.is_some()).await;
+        // The updated device's certificate now also used from another
+        // address: detection raises a (high) takeover alert about it.
+        let mut clone = Raw::tls_from(
+            &server,
+            Some(&devices[0]),
+            Some("127.0.0.9".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+        let ack = clone
+            .handshake(common::mqtt::connect_packet(
+                bulwark_mqtt::ProtocolVersion::V5,
+                "gw-00",
+            ))
+            .await
+            .expect("CONNACK");
+        assert_eq!(ack.reason_code, bulwark_mqtt::ReasonCode::Success);
+        let paused = wait_for(&server, &r.id, "the abort", |r| r.status == "paused").await;
+        assert_eq!(paused.phases[0].flagged, 1, "{:?}", paused.phases);
+        assert_eq!(paused.phases[1].queued, 1, "phase 2 never told");
+        let d = server.client().rollout_devices(&r.id).await.unwrap();
+        let flagged = d.iter().find(|d| d.device.as_str() == "gw-00").unwrap();
+        assert!(
+            flagged.flagged.as_deref().unwrap_or("").contains("alert"),
+            "{flagged:?}"
+        );
+    });
+}
+
+#[test]
 fn an_updated_device_that_fails_authentication_or_goes_silent_stops_the_rollout() {
     let server = Server::start("");
     publish_release(&server, "fw-3");
