@@ -423,6 +423,15 @@ impl Broker {
                 subscription_ids: ids,
                 seq: None,
             };
+            // Once one of this publisher's messages waits for room in a
+            // session's queue, later ones wait behind it: a message that
+            // found room first would overtake it (MQTT keeps a publisher's
+            // order per subscriber).
+            if blocked.iter().any(|(s, _)| Arc::ptr_eq(s, session)) {
+                blocked.push((session.clone(), d));
+                i = j;
+                continue;
+            }
             match session.offer(d, self.limits.max_queued, &self.metrics, journal) {
                 Offer::Queued => queued += 1,
                 Offer::Full(d) => blocked.push((session.clone(), d)),
