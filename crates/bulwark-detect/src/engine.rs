@@ -177,9 +177,9 @@ impl Engine {
                 a.topics.insert(h);
                 tally(novel(e, Kind::Topic, h, &|| topic.to_owned()));
             }
-            ObsKind::MessageOut { bytes } => {
-                a.msgs_out = a.msgs_out.saturating_add(1);
-                a.bytes_out = a.bytes_out.saturating_add(u64::from(bytes));
+            ObsKind::MessageOut { messages, bytes } => {
+                a.msgs_out = a.msgs_out.saturating_add(messages.into());
+                a.bytes_out = a.bytes_out.saturating_add(bytes);
             }
             ObsKind::Connect { source } => {
                 a.connects = a.connects.saturating_add(1);

@@ -43,9 +43,11 @@ pub enum ObsKind<'a> {
         topic: &'a str,
         bytes: u32,
     },
-    /// A message of `bytes` was delivered to the entity.
+    /// `messages` messages of `bytes` in all were delivered to the entity
+    /// (the gateway reports deliveries per socket write).
     MessageOut {
-        bytes: u32,
+        messages: u32,
+        bytes: u64,
     },
     /// A session was established from `source`.
     Connect {

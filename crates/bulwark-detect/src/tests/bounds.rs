@@ -81,7 +81,10 @@ fn extreme_values_and_time_going_backwards_never_panic() {
                 topic: "",
                 bytes: u32::MAX,
             },
-            1 => ObsKind::MessageOut { bytes: u32::MAX },
+            1 => ObsKind::MessageOut {
+                messages: u32::MAX,
+                bytes: u64::MAX,
+            },
             2 => ObsKind::Connect {
                 source: dests[rng.below(3)],
             },

@@ -194,7 +194,14 @@ impl Sim {
         let out = poisson(&mut self.rng, 0.5);
         for i in 0..out {
             let at = self.at(i, out);
-            self.obs(d.entity(), at, ObsKind::MessageOut { bytes: 200 });
+            self.obs(
+                d.entity(),
+                at,
+                ObsKind::MessageOut {
+                    messages: 1,
+                    bytes: 200,
+                },
+            );
         }
     }
 

@@ -233,18 +233,12 @@ impl Pipeline {
                 bytes,
                 ..
             } => {
-                let group = self.group_of(d.as_str(), want);
-                let each = u32::try_from(bytes / u64::from(messages.max(1))).unwrap_or(u32::MAX);
-                for _ in 0..messages.min(100_000) {
-                    self.engine.observe(&Observation {
-                        entity: EntityRef::Device {
-                            id: d.as_str(),
-                            group: group.as_deref(),
-                        },
-                        at_ms,
-                        kind: ObsKind::MessageOut { bytes: each },
-                    });
-                }
+                self.observe_device(
+                    d.as_str(),
+                    want,
+                    at_ms,
+                    ObsKind::MessageOut { messages, bytes },
+                );
             }
             GatewayEvent::Connected {
                 device: Some(d),
