@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bulwark_audit::{verify, Checkpoint, Entry, VerifyError, VerifyReport};
+use bulwark_audit::{Checkpoint, Entry, VerifyError, VerifyReport};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
@@ -175,23 +175,7 @@ pub fn verify_audit_offline(
     public_key: &[u8; 32],
 ) -> Result<std::result::Result<VerifyReport, VerifyError>> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let checkpoints = read_checkpoints(&conn)?;
-    let mut st =
-        conn.prepare("SELECT seq, ts, actor, event, prev_hash, hash FROM audit_log ORDER BY seq")?;
-    let mut rows = st.query_map([], audit_entry)?;
-    let mut read_error = None;
-    let entries = std::iter::from_fn(|| match rows.next()? {
-        Ok(e) => Some(e),
-        Err(e) => {
-            read_error = Some(e);
-            None
-        }
-    });
-    let verdict = verify(entries, &checkpoints, public_key);
-    if let Some(e) = read_error {
-        return Err(e.into());
-    }
-    Ok(verdict)
+    posture::verify_audit(&conn, public_key)
 }
 
 pub(crate) fn audit_entry(r: &rusqlite::Row) -> rusqlite::Result<Entry> {

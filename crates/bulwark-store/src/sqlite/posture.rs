@@ -47,7 +47,7 @@ pub(super) fn devices(
 
 /// Verifies the audit log against its signed checkpoints, row by row. The
 /// outer `Result` is about reading the database; the inner one is the verdict.
-pub(super) fn verify_audit(
+pub(crate) fn verify_audit(
     conn: &Connection,
     public_key: &[u8; 32],
 ) -> Result<std::result::Result<VerifyReport, VerifyError>> {
