@@ -183,8 +183,8 @@ pub(super) fn raise(tx: &mut WriteTx<'_>, a: NewAlert, actor: &Actor) -> Result<
     tx.conn
         .prepare_cached(
             "INSERT INTO alerts (dedup, device, entity, detector, severity, title, state, count, \
-             evidence, bundle_sha256, first_seen, last_seen, updated_at, resolved_at, suppress_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', 1, ?7, ?8, ?9, ?9, ?9, NULL, ?10)",
+             evidence, bundle_sha256, first_seen, last_seen, updated_at, resolved_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', 1, ?7, ?8, ?9, ?9, ?9, NULL)",
         )?
         .execute(params![
             a.dedup,
@@ -196,7 +196,6 @@ pub(super) fn raise(tx: &mut WriteTx<'_>, a: NewAlert, actor: &Actor) -> Result<
             evidence,
             sha,
             now,
-            suppress_ms,
         ])?;
     let id = tx.conn.last_insert_rowid();
     if let Some(body) = &a.bundle {

@@ -230,8 +230,7 @@ CREATE TABLE alerts (
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    resolved_at INTEGER,
-    suppress_ms INTEGER NOT NULL
+    resolved_at INTEGER
 );
 CREATE UNIQUE INDEX alerts_unresolved ON alerts(dedup) WHERE state != 'resolved';
 CREATE INDEX alerts_dedup ON alerts(dedup, resolved_at);
