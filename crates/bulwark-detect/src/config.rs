@@ -229,15 +229,21 @@ pub struct BaselineConfig {
     pub learn_rate: f64,
     /// Absolute floor added to the scale (units of the metric). Default 1.
     pub floor: f64,
-    /// Relative floor: this share of the center is added to the scale. Default 0.1.
+    /// Relative floor: this share of the center is added to the scale.
+    /// Default 0.5: a device whose windows nearly always hold one message
+    /// has a MAD of zero, and one extra message must not read as six
+    /// deviations; with it a spike needs about four times the usual value.
     pub rel_floor: f64,
     /// Values are clipped at `center + clip * scale` before they reach the
     /// slow drift average, so single bursts do not read as drift. Default 3.
     pub clip: f64,
-    /// Weight of the slow drift EWMA. Default 0.05.
+    /// Weight of the slow drift EWMA (over every window, idle ones as
+    /// zero). Default 0.05.
     pub drift_rate: f64,
-    /// Drift fires when the slow EWMA exceeds `drift_ratio` times the learned
-    /// level plus `drift_k` learned scales. Defaults 3 and 3.
+    /// Drift fires when the slow EWMA exceeds `drift_ratio` times the mean
+    /// per window learned plus `drift_k` times the comparison's noise (the
+    /// learned σ scaled by `√(α/(2-α) + 1/N)`, at least `α · floor`).
+    /// Defaults 1.5 and 4.
     pub drift_ratio: f64,
     pub drift_k: f64,
     pub drift_consecutive: u32,
@@ -245,6 +251,15 @@ pub struct BaselineConfig {
     pub drift_severity: Severity,
     /// Also keep baselines of each group's summed windows.
     pub groups: bool,
+    /// Divide a device's values by its group's factor before they reach
+    /// its baselines: the other devices' current level per device over the
+    /// level they learned (at least 1; groups of at least
+    /// `peer_min_devices` tracked devices). A fleet-wide rise (a daily
+    /// cycle, a reconnect wave) then moves no device's baseline; a device
+    /// that rises relative to its fleet still does. Default true.
+    pub deflate: bool,
+    /// Weight of the fast EWMA of a group's level (the factor). Default 0.2.
+    pub group_rate: f64,
     /// Peer comparison: a device against its group's devices in the same
     /// window. Off by default: it suits groups of alike devices (one
     /// window of a fleet with mixed rates is noisy); turn it on per
@@ -277,15 +292,17 @@ impl Default for BaselineConfig {
             rate: 0.05,
             learn_rate: 0.2,
             floor: 1.0,
-            rel_floor: 0.1,
+            rel_floor: 0.5,
             clip: 3.0,
             drift_rate: 0.05,
-            drift_ratio: 3.0,
-            drift_k: 3.0,
+            drift_ratio: 1.5,
+            drift_k: 4.0,
             drift_consecutive: 5,
             severity: Severity::Medium,
             drift_severity: Severity::Medium,
             groups: true,
+            deflate: true,
+            group_rate: 0.2,
             peer_enabled: false,
             peer_min_ratio: 10.0,
             peer_min_devices: 5,
@@ -325,7 +342,7 @@ impl Default for NoveltyConfig {
             min_observations: 1,
             max_pending: 8,
             topic_severity: Severity::Low,
-            source_severity: Severity::Medium,
+            source_severity: Severity::Low,
             port_severity: Severity::High,
             destination_severity: Severity::Medium,
             concurrent_severity: Severity::High,

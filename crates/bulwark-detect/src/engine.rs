@@ -34,9 +34,15 @@ pub struct Engine {
     pub(crate) live: usize,
     /// Entities active in the open window: (slot, generation).
     pub(crate) active: Vec<(u32, u64)>,
+    /// Entities with an open period (`take_summaries`): (slot, generation).
+    pub(crate) periods: Vec<(u32, u64)>,
+    /// Whether closed windows are folded into periods (`set_summaries`).
+    pub(crate) summaries: bool,
     seq: u64,
     next_generation: u64,
     pub(crate) groups: BTreeMap<Box<str>, Group>,
+    /// Tracked devices per group (the group factor's denominator).
+    pub(crate) group_members: HashMap<Box<str>, u32>,
     /// The open window's index (`time / window_ms`), once time is known.
     pub(crate) open: Option<u64>,
     pub(crate) forest: Option<Forest>,
@@ -68,9 +74,12 @@ impl Engine {
             sources: HashMap::new(),
             live: 0,
             active: Vec::new(),
+            periods: Vec::new(),
+            summaries: true,
             seq: 0,
             next_generation: 0,
             groups: BTreeMap::new(),
+            group_members: HashMap::new(),
             open: None,
             forest: None,
             forest_threshold,
@@ -119,8 +128,13 @@ impl Engine {
         if let EntityRef::Device { group, .. } = obs.entity {
             match (group, &e.group) {
                 (Some(g), Some(old)) if **old == *g => {}
-                (Some(g), _) => e.group = Some(g.into()),
-                (None, _) => e.group = None,
+                (g, _) => {
+                    leave(&mut self.group_members, e.group.as_deref());
+                    e.group = g.map(Into::into);
+                    if let Some(g) = g {
+                        *self.group_members.entry(g.into()).or_default() += 1;
+                    }
+                }
             }
         }
 
@@ -319,6 +333,7 @@ impl Engine {
                 Key::Service(name) => self.services.remove(name),
                 Key::Source(ip) => self.sources.remove(ip),
             };
+            leave(&mut self.group_members, e.group.as_deref());
             self.free.push(slot);
             self.live -= 1;
             self.stats.evicted += 1;
@@ -339,6 +354,7 @@ impl Engine {
             Key::Service(name) => self.services.remove(name),
             Key::Source(ip) => self.sources.remove(ip),
         };
+        leave(&mut self.group_members, e.group.as_deref());
         self.free.push(slot);
         self.live -= 1;
         true
@@ -457,5 +473,16 @@ impl Engine {
                 learned_level: r.learned.map(|l| l.0),
             })
             .collect()
+    }
+}
+
+/// A device left `group` (evicted, forgotten, or moved to another group).
+fn leave(members: &mut HashMap<Box<str>, u32>, group: Option<&str>) {
+    let Some(g) = group else { return };
+    if let Some(n) = members.get_mut(g) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            members.remove(g);
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::baseline::{Robust, Streak};
 use crate::metric::{Combiner, Metric, Posture, Values, WindowAcc, METRIC_COUNT};
 use crate::novelty::Novelty;
+use crate::period::PeriodAcc;
 use crate::rules::RuleState;
 
 /// Who an entity is; owned, rendered as `device:<id>` etc. in findings.
@@ -99,6 +100,8 @@ pub(crate) struct Entity {
     pub novelty: Option<Box<Novelty>>,
     pub model: Streak,
     pub last_score: Option<f32>,
+    /// Windows since the last `take_summaries`, while there are any.
+    pub period: Option<Box<PeriodAcc>>,
 }
 
 impl Entity {
@@ -121,6 +124,7 @@ impl Entity {
             novelty: None,
             model: Streak::default(),
             last_score: None,
+            period: None,
         }
     }
 }
@@ -134,6 +138,9 @@ pub(crate) struct Group {
     pub ring: Ring,
     pub rules: Vec<RuleState>,
     pub baselines: Baselines,
+    /// Per baseline metric, the group's level per tracked device (the
+    /// reference its devices are deflated by; see `baseline.rs`).
+    pub reference: Vec<Robust>,
 }
 
 #[cfg(test)]

@@ -106,3 +106,25 @@ pub struct EntitySummary {
     /// The forest's score for the entity's last scored window.
     pub last_model_score: Option<f64>,
 }
+
+/// An entity's windows since the last [`crate::Engine::take_summaries`],
+/// aggregated metric by metric as [`crate::Metric::aggregation`] says: sums
+/// of counters, maxima of maxima, distinct counts and gauges, means over
+/// the windows that had a value, minima over the non-zero values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeriodSummary {
+    /// `device:<id>`, `source:<ip>` or `service:<name>`.
+    pub entity: String,
+    /// The device it is about, when it is about a device.
+    pub device: Option<String>,
+    /// The device's group when the summary was taken.
+    pub group: Option<String>,
+    /// Start of the entity's first active window in the period.
+    pub start_ms: u64,
+    /// End of its last active window in the period.
+    pub end_ms: u64,
+    /// Windows in which it was active (idle ones are not counted).
+    pub active_windows: u32,
+    /// Non-zero metrics only, by [`crate::Metric::as_str`].
+    pub values: BTreeMap<&'static str, f64>,
+}

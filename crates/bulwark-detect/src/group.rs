@@ -1,7 +1,7 @@
 //! Group windows: a group's devices combined into one window (group rules,
 //! group baselines), and each device compared with its peers in it.
 
-use crate::baseline::{peer_stats, scale};
+use crate::baseline::{peer_stats, scale, Robust, Sample};
 use crate::config::Scope;
 use crate::engine::Engine;
 use crate::entity::{Group, Ring};
@@ -37,6 +37,7 @@ impl Engine {
                 ring: Ring::new(self.ring_len),
                 rules: vec![RuleState::default(); self.rules.len()],
                 baselines: new_baselines(self),
+                reference: vec![Robust::default(); self.cfg.baseline.metrics.len()],
             },
         };
         g.last_active = ctx.idx;
@@ -54,17 +55,22 @@ impl Engine {
             out,
         );
         let cfg = &self.cfg.baseline;
+        let lw = self.cfg.learning_windows;
+        if cfg.enabled && cfg.deflate {
+            let members = f64::from(self.group_members.get(name).copied().unwrap_or(1).max(1));
+            for (m, r) in cfg.metrics.iter().zip(g.reference.iter_mut()) {
+                let sample = Sample::plain(values[m.index()] / members, ctx.idx);
+                r.update(sample, cfg, lw, ctx.end_ms, ctx.refire_ms);
+            }
+        }
         if cfg.enabled && cfg.groups {
             let subject = Subject::group(name);
             for (m, r) in cfg.metrics.iter().zip(g.baselines.metrics.iter_mut()) {
-                let o = r.update(
-                    values[m.index()],
-                    cfg,
-                    self.cfg.learning_windows,
-                    ctx.end_ms,
-                    ctx.refire_ms,
-                );
-                if o.spike || o.drift {
+                // Groups score spikes only: their drift is what deflates
+                // their devices.
+                let sample = Sample::plain(values[m.index()], ctx.idx);
+                let o = r.update(sample, cfg, lw, ctx.end_ms, ctx.refire_ms);
+                if o.spike {
                     baseline_findings(self, &subject, *m, &o, ctx, out);
                 }
             }

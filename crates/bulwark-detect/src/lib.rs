@@ -31,7 +31,9 @@
 //! engine resynchronises to it: a clock stepped back). Closing computes the
 //! [`Metric`] vector, pushes it into the entity's small ring of recent
 //! windows and runs the detectors, for the entities active in the window
-//! only. Group windows combine their devices' windows.
+//! only. Group windows combine their devices' windows. Each closed window
+//! is also folded into the entity's period summary, which the caller takes
+//! with [`Engine::take_summaries`] (e.g. every minute, to store).
 //!
 //! # Detectors
 //! 1. **Rules** (`rule:<name>`, [`RuleConfig`]): `metric op threshold`
@@ -60,6 +62,12 @@
 //!   sets of at most `novelty.cap` 8-byte hashes and at most
 //!   `novelty.max_pending` queued events. A device is about 1 KiB plus its
 //!   novelty sets.
+//! - Period summaries: an entity active since the last
+//!   [`Engine::take_summaries`] holds a boxed accumulator (~190 B: the 20
+//!   aggregates, two mean counts, its bounds), freed when the summaries are
+//!   taken (or all dropped by [`Engine::set_summaries`]`(false)`). The
+//!   list of open periods is compacted when it reaches twice
+//!   `max_entities`. An evicted or forgotten entity loses its open period.
 //! - Forest: `trees × ~2ψ` nodes and a reservoir of `forest.reservoir`
 //!   80-byte vectors. Findings per tick: `max_findings_per_tick`.
 //!
@@ -77,6 +85,7 @@ mod metric;
 mod mix;
 mod novelty;
 mod observation;
+mod period;
 mod rules;
 mod tick;
 mod validate;
@@ -90,7 +99,8 @@ pub use config::{
 };
 pub use engine::Engine;
 pub use finding::{
-    BaselineSummary, EngineStats, EntitySummary, Finding, NoveltySummary, WindowSummary,
+    BaselineSummary, EngineStats, EntitySummary, Finding, NoveltySummary, PeriodSummary,
+    WindowSummary,
 };
 pub use metric::{Aggregation, Metric, METRIC_COUNT};
 pub use observation::{EntityRef, ObsKind, Observation, Proto};

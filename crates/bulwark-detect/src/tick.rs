@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use bulwark_types::Severity;
 use serde_json::json;
 
-use crate::baseline::{scale, Outcome, Robust};
+use crate::baseline::{scale, Outcome, Robust, Sample};
 use crate::config::Scope;
 use crate::engine::Engine;
 use crate::entity::{Baselines, Entity, Key, Ring};
 use crate::finding::Finding;
 use crate::forest::{features, top_features, Forest};
-use crate::metric::{Metric, Values, METRIC_COUNT};
+use crate::metric::{Aggregation, Metric, Values, METRIC_COUNT};
 use crate::novelty::{Kind, Pending};
 use crate::rules::{evaluate, RuleState};
 use crate::validate::CompiledRule;
@@ -201,6 +201,8 @@ impl Engine {
         let values = e.acc.values(&e.posture);
         e.acc = Default::default();
         e.ring.push(ctx.idx, &values);
+        let start_ms = ctx.idx.saturating_mul(ctx.window_ms);
+        self.fold_period(slot, e, start_ms, ctx.end_ms, &values);
 
         let kind = match e.key {
             Key::Device(_) => Scope::Device,
@@ -237,13 +239,36 @@ impl Engine {
         if !cfg.enabled {
             return;
         }
+        // The group this device is deflated by, with its tracked devices.
+        let reference = e
+            .group
+            .as_deref()
+            .filter(|_| cfg.deflate && matches!(e.key, Key::Device(_)))
+            .and_then(|g| Some((self.groups.get(g)?, *self.group_members.get(g)?)));
         let b = e
             .baselines
             .get_or_insert_with(|| Box::new(new_baselines(self)));
         let mut hits = Vec::new();
-        for (m, r) in cfg.metrics.iter().zip(b.metrics.iter_mut()) {
+        for (i, (m, r)) in cfg.metrics.iter().zip(b.metrics.iter_mut()).enumerate() {
+            // Rates (counters) drift and are deflated; a window's maximum or
+            // distinct count (say distinct topics) follows the rate up to a
+            // ceiling, so it only spikes.
+            let counter = m.aggregation() == Aggregation::Sum;
+            let reference = reference.filter(|_| counter);
+            let factor = reference.map_or(1.0, |(g, members)| {
+                g.reference.get(i).map_or(1.0, |rf| {
+                    let own = r.fast_at(ctx.idx, cfg);
+                    rf.factor(ctx.idx, own, members, cfg.peer_min_devices, cfg)
+                })
+            });
+            let sample = Sample {
+                x: values[m.index()],
+                idx: ctx.idx,
+                factor,
+                drift: counter,
+            };
             let o = r.update(
-                values[m.index()],
+                sample,
                 cfg,
                 self.cfg.learning_windows,
                 ctx.end_ms,
@@ -516,8 +541,11 @@ pub(crate) fn baseline_findings(
             ":spike",
             cfg.severity,
             format!(
-                "{m} {} is {:.1} robust deviations above its baseline {:.1}",
-                o.value, o.score, o.center
+                "{m} {} is {:.1} robust deviations above its baseline {:.1}{}",
+                o.value,
+                o.score,
+                o.center,
+                deflated(o.factor)
             ),
             json!({
                 "mode": "spike",
@@ -529,6 +557,7 @@ pub(crate) fn baseline_findings(
                 "score": o.score,
                 "threshold": cfg.threshold,
                 "consecutive": cfg.consecutive,
+                "group_factor": o.factor,
                 "window": ctx.window,
             }),
             ctx.end_ms,
@@ -540,8 +569,10 @@ pub(crate) fn baseline_findings(
             ":drift",
             cfg.drift_severity,
             format!(
-                "{m} drifted: long-run average {:.1} is past {:.1}",
-                o.slow, o.drift_limit
+                "{m} drifted: long-run average {:.1} is past {:.1}{}",
+                o.slow,
+                o.drift_limit,
+                deflated(o.factor)
             ),
             json!({
                 "mode": "drift",
@@ -552,9 +583,19 @@ pub(crate) fn baseline_findings(
                 "center": o.center,
                 "mad": o.mad,
                 "drift_ratio": cfg.drift_ratio,
+                "group_factor": o.factor,
                 "window": ctx.window,
             }),
             ctx.end_ms,
         ));
+    }
+}
+
+/// How a title says the value was divided by its group's factor.
+fn deflated(factor: f64) -> String {
+    if factor > 1.0 {
+        format!(" (after dividing by its group's factor {factor:.2})")
+    } else {
+        String::new()
     }
 }

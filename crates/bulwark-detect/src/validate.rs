@@ -159,6 +159,11 @@ impl DetectConfig {
             "baseline.drift_rate",
             "must be in (0, 1]",
         )?;
+        check(
+            unit(b.group_rate),
+            "baseline.group_rate",
+            "must be in (0, 1]",
+        )?;
         check(positive(b.floor), "baseline.floor", "must be > 0")?;
         check(
             b.rel_floor.is_finite() && b.rel_floor >= 0.0,
