@@ -6,6 +6,7 @@
 
 mod alerts;
 mod manufacturer;
+mod metrics;
 mod mqtt;
 mod ota;
 
@@ -21,6 +22,7 @@ use utoipa::ToSchema;
 
 pub use alerts::{AlertList, AlertNote, AlertQuery, Escalate};
 pub use manufacturer::{CreateManufacturerCa, DeletedManufacturerCa, ManufacturerCaDetail};
+pub use metrics::{DeviceMetrics, MetricPeriod, MetricsQuery};
 pub use mqtt::{DeviceView, MqttCounters, MqttSession};
 pub use ota::{
     ArtifactStored, CreateRelease, CreateRollout, DeviceReport, OtaRoot, OtaRootRole,

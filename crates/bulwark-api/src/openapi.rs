@@ -17,6 +17,7 @@ use crate::routes;
         routes::health, routes::openapi, routes::chain_pem, routes::crl_der, routes::crl_pem,
         routes::list_devices, routes::create_device, routes::get_device, routes::update_device,
         routes::activate, routes::quarantine, routes::release, routes::decommission,
+        routes::device_metrics,
         routes::list_groups, routes::create_group,
         routes::create_enroll_token, routes::list_enroll_tokens,
         routes::get_certificate, routes::revoke_certificate,

@@ -26,6 +26,7 @@ mod api;
 mod error;
 mod est;
 mod manufacturer;
+mod metrics;
 mod mqtt;
 mod ota;
 mod policy;

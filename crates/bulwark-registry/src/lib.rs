@@ -26,6 +26,7 @@ mod registry;
 mod rollout;
 mod secrets;
 mod service;
+mod summaries;
 
 pub use alerts::{alert_filter, ActionCommand, ActionDone, Responder};
 pub use auth::{
@@ -46,3 +47,4 @@ pub use posture::{PosturePolicy, PostureStatement, MAX_POSTURE_PAGE};
 pub use registry::{Registry, RegistryConfig};
 pub use rollout::{rollout_spec, EngineMemory, Fleet};
 pub use secrets::{hash_secret, new_secret, SecretKind};
+pub use summaries::MAX_SUMMARIES;

@@ -809,6 +809,7 @@ fn openapi_document_describes_every_route() {
             ("/v1/devices/{id}/quarantine", "post"),
             ("/v1/devices/{id}/release", "post"),
             ("/v1/devices/{id}/decommission", "post"),
+            ("/v1/devices/{id}/metrics", "get"),
             ("/v1/groups", "get"),
             ("/v1/groups", "post"),
             ("/v1/enroll-tokens", "get"),

@@ -29,10 +29,11 @@ pub use error::StoreError;
 pub use model::{
     AlertActionChange, AlertFilter, BindKind, Bound, CertRecord, DeviceFilter, DeviceStepChange,
     DeviceUpdate, DueAlertAction, EnrollAuth, Enrollment, ManufacturerBinding,
-    ManufacturerCaRecord, ManufacturerCertRecord, NewAlert, NewAlertAction, NewCert, NewClaim,
-    NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion,
-    NewRollout, NewService, PolicyRecord, PolicyWrite, RaiseOutcome, Reenrollment, RevokedCert,
-    ServiceRecord, StoredPolicy, TokenHash, Transition,
+    ManufacturerCaRecord, ManufacturerCertRecord, MetricSummary, NewAlert, NewAlertAction, NewCert,
+    NewClaim, NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken,
+    NewPolicyVersion, NewRollout, NewService, PolicyRecord, PolicyWrite, RaiseOutcome,
+    Reenrollment, RevokedCert, ServiceRecord, StoredPolicy, SummariesWritten, TokenHash,
+    Transition,
 };
 pub use mqtt::{
     MqttOp, MqttSnapshot, MqttStore, MqttStoreStats, StoredMessage, StoredRetained, StoredSession,
@@ -318,6 +319,14 @@ pub trait Store: Send + Sync + 'static {
     /// Scheduled actions due by `now` on unresolved alerts, and applied
     /// reversible actions whose release time passed.
     async fn due_alert_actions(&self, now: time::OffsetDateTime) -> Result<Vec<DueAlertAction>>;
+    /// Applied actions of these kinds (not released, cancelled or failed),
+    /// oldest first, at most `limit`: what the gateway must enforce again
+    /// after a restart (its throttles and address blocks live in memory).
+    async fn applied_alert_actions(
+        &self,
+        kinds: Vec<bulwark_types::ActionKind>,
+        limit: u32,
+    ) -> Result<Vec<DueAlertAction>>;
     /// The evidence bundle stored when the alert opened.
     async fn alert_bundle(&self, id: i64) -> Result<Option<Vec<u8>>>;
     /// Alerts about `device` of at least `min` severity first seen at or
@@ -328,6 +337,26 @@ pub trait Store: Send + Sync + 'static {
         since: time::OffsetDateTime,
         min: bulwark_types::Severity,
     ) -> Result<u64>;
+
+    // --- detection metric summaries -----------------------------------------
+    /// Inserts `batch` in one transaction and, in the same transaction,
+    /// deletes summaries whose period ended before `prune_before`
+    /// (retention; at most a bounded number of rows per call, so a
+    /// shortened retention catches up over several calls rather than
+    /// stalling the writer).
+    async fn record_metric_summaries(
+        &self,
+        batch: Vec<MetricSummary>,
+        prune_before: time::OffsetDateTime,
+    ) -> Result<SummariesWritten>;
+    /// The summaries of `entity` (`device:<id>`, …) whose period started at
+    /// or after `since`, newest first, at most `limit` (1 to 1000).
+    async fn metric_summaries(
+        &self,
+        entity: &str,
+        since: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<MetricSummary>>;
 
     // --- posture audits -----------------------------------------------------
     /// Devices with ids greater than `after`, by id, at most `limit`, with

@@ -362,3 +362,31 @@ pub struct DueAlertAction {
     pub action: bulwark_types::AlertAction,
     pub params: serde_json::Value,
 }
+
+/// One entity's detection metrics over one summary period (its 1 s window
+/// metrics aggregated), as written by the detection pipeline and read back
+/// newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSummary {
+    /// `device:<id>`, `source:<ip>` or `service:<name>`.
+    pub entity: String,
+    /// The device it is about, when it is about a device.
+    pub device: Option<DeviceId>,
+    /// Start of the entity's first active window in the period.
+    pub period_start: OffsetDateTime,
+    /// End of its last active window in the period.
+    pub period_end: OffsetDateTime,
+    /// Windows in which it was active.
+    pub active_windows: u32,
+    /// Metric name to value; stored as a JSON object (values that are not
+    /// finite numbers are left out: JSON has no NaN or infinity).
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// What recording a batch of summaries did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SummariesWritten {
+    pub inserted: u64,
+    /// Rows past their retention deleted in the same transaction.
+    pub pruned: u64,
+}

@@ -5,10 +5,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use bulwark_api_types::{CreateDevice, Device, DeviceView, LifecycleAction, UpdateDevice};
+use bulwark_api_types::{
+    CreateDevice, Device, DeviceMetrics, DeviceView, LifecycleAction, MetricPeriod, MetricsQuery,
+    UpdateDevice,
+};
 use bulwark_store::{DeviceFilter, DeviceUpdate, NewDevice};
 use bulwark_types::{DeviceState, GroupId};
 use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
 use utoipa::IntoParams;
 
 use super::{device_id, ApiQuery};
@@ -100,6 +104,55 @@ pub(crate) async fn get_device(
         .as_ref()
         .map(|g| super::mqtt::counters(g.principal_counters(id.as_str()).unwrap_or_default()));
     Ok(Json(DeviceView::new(detail, mqtt)))
+}
+
+/// Detection's metric summaries of a device, newest first: one per summary
+/// period (`[response] summary_interval_secs`) in which the device was
+/// active, kept `summary_retention_days`. Needs the permission to read
+/// alerts.
+#[utoipa::path(get, path = "/v1/devices/{id}/metrics", tag = "devices", params(MetricsQuery),
+    responses((status = 200, body = DeviceMetrics), (status = 400), (status = 403),
+        (status = 404)),
+    security(("bearer" = [])))]
+pub(crate) async fn device_metrics(
+    State(s): State<Arc<AppState>>,
+    Authed(op): Authed,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<MetricsQuery>,
+) -> Result<Json<DeviceMetrics>, ApiError> {
+    let id = device_id(id)?;
+    let since = match q.since {
+        None => time::OffsetDateTime::UNIX_EPOCH,
+        Some(t) => time::OffsetDateTime::parse(&t, &Rfc3339).map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid since {t:?}: expected an RFC 3339 time such as 2025-01-31T12:00:00Z \
+                 (a '+' offset must be sent as %2B)"
+            ))
+        })?,
+    };
+    let max = bulwark_registry::MAX_SUMMARIES;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: must be between 1 and {max}"
+        )));
+    }
+    let summaries = s
+        .registry
+        .device_metrics(&op, &id, since, limit)
+        .await?
+        .into_iter()
+        .map(|m| MetricPeriod {
+            start: m.period_start,
+            end: m.period_end,
+            active_windows: m.active_windows,
+            metrics: m.metrics,
+        })
+        .collect();
+    Ok(Json(DeviceMetrics {
+        device: id,
+        summaries,
+    }))
 }
 
 /// Change a device's labels, hardware model or firmware version.

@@ -53,6 +53,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/devices/{id}/quarantine", post(quarantine))
         .route("/devices/{id}/release", post(release))
         .route("/devices/{id}/decommission", post(decommission))
+        .route("/devices/{id}/metrics", get(device_metrics))
         .route(
             "/devices/{id}/effective-policy",
             get(device_effective_policy),

@@ -3,13 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
-use bulwark_api_types::{CreateDevice, LifecycleAction};
+use bulwark_api_types::{CreateDevice, DeviceMetrics, LifecycleAction, MetricsQuery};
 use bulwark_client::LifecycleVerb;
 use bulwark_types::{
     Certificate, Device, DeviceId, DeviceState, GroupId, Label, ManufacturerCaName,
     ManufacturerCertificate,
 };
 
+use super::duration::parse_ttl;
 use super::output::{emit, emit_json, key_values, opt, opt_ts, ts, Table};
 use super::{cert, Ctx};
 
@@ -90,6 +91,58 @@ enum DeviceSub {
     ///
     /// Example: bulwark device decommission sensor-01 --reason "end of life"
     Decommission(Lifecycle),
+    /// Show a device's detection metrics, newest first: one row per summary
+    /// period (`[response] summary_interval_secs`, default 60 s) in which it
+    /// was active, with its main counters; `--output json` prints every
+    /// metric.
+    ///
+    /// Roles that may read them: admin, operator, auditor (as for alerts).
+    ///
+    /// Example: bulwark device metrics sensor-01 --since 1h
+    ///
+    /// Example: bulwark device metrics sensor-01 --since 2025-01-31T12:00:00Z --limit 10
+    Metrics {
+        /// The device id.
+        id: DeviceId,
+        /// Only periods that started within this long (30m, 6h, 2d) or at
+        /// or after this RFC 3339 time.
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+        since: Option<Since>,
+        /// At most this many periods (1 to 1000).
+        #[arg(long, value_name = "N", default_value_t = 100,
+            value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+}
+
+/// `--since`: a time, or how long ago.
+#[derive(Debug, Clone)]
+enum Since {
+    At(time::OffsetDateTime),
+    Ago(u64),
+}
+
+impl Since {
+    fn resolve(&self, now: time::OffsetDateTime) -> time::OffsetDateTime {
+        match self {
+            Since::At(t) => *t,
+            Since::Ago(secs) => {
+                let ago = time::Duration::seconds(i64::try_from(*secs).unwrap_or(i64::MAX));
+                now.checked_sub(ago)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            }
+        }
+    }
+}
+
+fn parse_since(s: &str) -> Result<Since, String> {
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s.trim(), rfc3339) {
+        return Ok(Since::At(t));
+    }
+    parse_ttl(s)
+        .map(Since::Ago)
+        .map_err(|e| format!("{e}; or give an RFC 3339 time such as 2025-01-31T12:00:00Z"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -155,6 +208,23 @@ pub(super) async fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         DeviceSub::Quarantine(l) => move_device(ctx, LifecycleVerb::Quarantine, l).await?,
         DeviceSub::Release(l) => move_device(ctx, LifecycleVerb::Release, l).await?,
         DeviceSub::Decommission(l) => decommission(ctx, l).await?,
+        DeviceSub::Metrics { id, since, limit } => {
+            let since = since.map(|s| {
+                let t = s.resolve(time::OffsetDateTime::now_utc());
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| t.to_string())
+            });
+            let q = MetricsQuery {
+                since,
+                limit: Some(limit),
+            };
+            let m = ctx.client.device_metrics(&id, &q).await?;
+            if ctx.json() {
+                emit_json(&m)?;
+            } else {
+                emit(&metrics_table(&m))?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -275,6 +345,52 @@ fn device_table(devices: &[Device]) -> String {
     t.render()
 }
 
+/// The columns of `device metrics`: the counters an operator looks at first.
+const METRIC_COLUMNS: [&str; 6] = [
+    "msgs_in",
+    "bytes_in",
+    "msgs_out",
+    "connects",
+    "auth_failures",
+    "denials",
+];
+
+fn metrics_table(m: &DeviceMetrics) -> String {
+    if m.summaries.is_empty() {
+        return format!("no metric summaries of {} in that time\n", m.device);
+    }
+    let mut t = Table::new(&[
+        "START",
+        "END",
+        "WINDOWS",
+        "MSGS IN",
+        "BYTES IN",
+        "MSGS OUT",
+        "CONNECTS",
+        "AUTH FAILURES",
+        "DENIALS",
+    ]);
+    for p in &m.summaries {
+        let mut row = vec![ts(p.start), ts(p.end), p.active_windows.to_string()];
+        row.extend(
+            METRIC_COLUMNS
+                .iter()
+                .map(|k| number(p.metrics.get(*k).copied().unwrap_or(0.0))),
+        );
+        t.row(row);
+    }
+    t.render()
+}
+
+/// Whole numbers without a fraction, others to one decimal.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn device_kv(d: &Device) -> String {
     let labels = if d.labels.is_empty() {
         "-".to_owned()
@@ -351,6 +467,59 @@ mod tests {
         assert!(parse_state("broken")
             .unwrap_err()
             .contains("pending, active"));
+    }
+
+    #[test]
+    fn since_is_a_time_or_how_long_ago() {
+        let now = time::macros::datetime!(2025-01-31 12:00 UTC);
+        let t = parse_since("2025-01-30T00:00:00Z").map(|s| s.resolve(now));
+        assert_eq!(t, Ok(time::macros::datetime!(2025-01-30 0:00 UTC)));
+        let t = parse_since("90m").map(|s| s.resolve(now));
+        assert_eq!(t, Ok(time::macros::datetime!(2025-01-31 10:30 UTC)));
+        let e = parse_since("yesterday").unwrap_err();
+        assert!(e.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn metrics_table_shows_the_main_counters() {
+        let at = time::macros::datetime!(2025-01-31 12:00 UTC);
+        let m = DeviceMetrics {
+            device: DeviceId::new("m-1").unwrap(),
+            summaries: vec![bulwark_api_types::MetricPeriod {
+                start: at,
+                end: at + time::Duration::minutes(1),
+                active_windows: 12,
+                metrics: BTreeMap::from([
+                    ("msgs_in".to_owned(), 30.0),
+                    ("bytes_in".to_owned(), 150.0),
+                    ("payload_mean".to_owned(), 5.0),
+                ]),
+            }],
+        };
+        let text = metrics_table(&m);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("START"), "{text}");
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "2025-01-31T12:00:00Z",
+                "2025-01-31T12:01:00Z",
+                "12",
+                "30",
+                "150",
+                "0",
+                "0",
+                "0",
+                "0"
+            ]
+        );
+        let empty = DeviceMetrics {
+            device: DeviceId::new("m-1").unwrap(),
+            summaries: Vec::new(),
+        };
+        assert!(metrics_table(&empty).contains("no metric summaries"));
+        assert_eq!(number(1234.56), "1234.6");
     }
 
     #[test]

@@ -419,6 +419,39 @@ pub(super) fn add_action(
     Ok((must_get(tx.conn, alert)?, action))
 }
 
+/// Applied actions of `kinds`, oldest first.
+pub(super) fn applied(
+    conn: &Connection,
+    kinds: &[ActionKind],
+    limit: u32,
+) -> Result<Vec<DueAlertAction>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, alert, action FROM alert_actions WHERE state = 'applied' ORDER BY id",
+    )?;
+    let mut ids = Vec::new();
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let kind: String = r.get(2)?;
+        if kinds.iter().any(|k| k.as_str() == kind) {
+            ids.push((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
+            if ids.len() >= limit as usize {
+                break;
+            }
+        }
+    }
+    drop(rows);
+    let mut out = Vec::with_capacity(ids.len());
+    for (action_id, alert_id) in ids {
+        let (action, params) = action(conn, action_id)?;
+        out.push(DueAlertAction {
+            alert: must_get(conn, alert_id)?,
+            action,
+            params,
+        });
+    }
+    Ok(out)
+}
+
 pub(super) fn due(conn: &Connection, now: OffsetDateTime) -> Result<Vec<DueAlertAction>> {
     let now = ms(now);
     let mut stmt = conn.prepare_cached(

@@ -14,6 +14,7 @@ mod posture;
 mod rollout;
 mod rows;
 mod schema;
+mod summaries;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -14,15 +14,16 @@ use rusqlite::{params, OptionalExtension};
 
 use super::rows::{self, ms};
 use super::writer::{rfc3339, WriteTx};
-use super::{alerts, manufacturer, ota, policies, posture, rollout};
+use super::{alerts, manufacturer, ota, policies, posture, rollout, summaries};
 use super::{audit_entry, read_checkpoints, SqliteStore};
 use crate::{
     AlertActionChange, AlertFilter, Bound, CertRecord, DeviceFilter, DevicePosture,
     DeviceStepChange, DeviceUpdate, DueAlertAction, EnrollAuth, Enrollment, ManufacturerBinding,
-    ManufacturerCaRecord, ManufacturerCertRecord, NewAlert, NewAlertAction, NewCert, NewClaim,
-    NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken, NewPolicyVersion,
-    NewRollout, NewService, PolicyRecord, PolicyWrite, RaiseOutcome, Reenrollment, Result,
-    RevokedCert, ServiceRecord, Store, StoreError, StoredPolicy, TokenHash, Transition,
+    ManufacturerCaRecord, ManufacturerCertRecord, MetricSummary, NewAlert, NewAlertAction, NewCert,
+    NewClaim, NewDevice, NewEnrollToken, NewGroup, NewManufacturerCa, NewOperatorToken,
+    NewPolicyVersion, NewRollout, NewService, PolicyRecord, PolicyWrite, RaiseOutcome,
+    Reenrollment, Result, RevokedCert, ServiceRecord, Store, StoreError, StoredPolicy,
+    SummariesWritten, TokenHash, Transition,
 };
 
 pub(super) fn insert_cert(tx: &WriteTx<'_>, c: &NewCert) -> Result<()> {
@@ -978,6 +979,14 @@ impl Store for SqliteStore {
         self.read(move |c| alerts::due(c, now)).await
     }
 
+    async fn applied_alert_actions(
+        &self,
+        kinds: Vec<bulwark_types::ActionKind>,
+        limit: u32,
+    ) -> Result<Vec<DueAlertAction>> {
+        self.read(move |c| alerts::applied(c, &kinds, limit)).await
+    }
+
     async fn alert_bundle(&self, id: i64) -> Result<Option<Vec<u8>>> {
         self.read(move |c| alerts::bundle(c, id)).await
     }
@@ -990,6 +999,26 @@ impl Store for SqliteStore {
     ) -> Result<u64> {
         let device = device.clone();
         self.read(move |c| alerts::device_alerts_since(c, &device, since, min))
+            .await
+    }
+
+    async fn record_metric_summaries(
+        &self,
+        batch: Vec<MetricSummary>,
+        prune_before: time::OffsetDateTime,
+    ) -> Result<SummariesWritten> {
+        self.write(move |tx| summaries::record(tx, &batch, prune_before))
+            .await
+    }
+
+    async fn metric_summaries(
+        &self,
+        entity: &str,
+        since: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<MetricSummary>> {
+        let entity = entity.to_owned();
+        self.read(move |c| summaries::list(c, &entity, since, limit))
             .await
     }
 

@@ -257,6 +257,23 @@ CREATE TABLE alert_bundles (
     body BLOB NOT NULL
 );
 "#,
+    r#"
+-- Detection's window metrics summarised per entity and period: one row per
+-- entity active in the period. Times are unix milliseconds; metrics is a
+-- JSON object of metric name to number.
+CREATE TABLE metric_summaries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity TEXT NOT NULL,
+    device TEXT,
+    period_start INTEGER NOT NULL,
+    period_end INTEGER NOT NULL,
+    active_windows INTEGER NOT NULL,
+    metrics TEXT NOT NULL CHECK (json_valid(metrics))
+);
+CREATE INDEX metric_summaries_device ON metric_summaries(device, period_start);
+CREATE INDEX metric_summaries_entity ON metric_summaries(entity, period_start);
+CREATE INDEX metric_summaries_end ON metric_summaries(period_end);
+"#,
 ];
 
 /// Connection settings every connection gets.
