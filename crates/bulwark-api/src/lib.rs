@@ -37,6 +37,14 @@ pub struct AppState {
     pub gateway: Option<bulwark_gateway::Gateway>,
     /// The API's own counters, shown at `/metrics`.
     pub metrics: ApiMetrics,
+    /// More counters for `/metrics` (the detection pipeline's).
+    pub extra_metrics: Vec<Arc<dyn RenderMetrics>>,
+}
+
+/// Something with counters to show at `/metrics`, in the Prometheus text
+/// format (version 0.0.4), `# HELP` and `# TYPE` lines included.
+pub trait RenderMetrics: Send + Sync {
+    fn render_metrics(&self, out: &mut String);
 }
 
 /// The whole API router.

@@ -197,6 +197,11 @@ impl Inner {
     }
 
     fn apply(&mut self, e: &Event) {
+        if matches!(e, Event::AlertChanged { .. }) {
+            // Alerts are not admissions (containment reaches the gateway
+            // as device and certificate events).
+            return;
+        }
         self.generation += 1;
         match e {
             Event::CertificateRevoked { serial, .. } => {
@@ -215,7 +220,8 @@ impl Inner {
             // tokens are the API's.
             Event::ServiceChanged { .. }
             | Event::ManufacturerCaAdded { .. }
-            | Event::OperatorTokenRevoked { .. } => {}
+            | Event::OperatorTokenRevoked { .. }
+            | Event::AlertChanged { .. } => {}
         }
     }
 }

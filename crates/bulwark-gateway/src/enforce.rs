@@ -75,7 +75,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 Event::DeviceEnrolled { .. }
                 | Event::OperatorTokenRevoked { .. }
                 | Event::DeviceJitRegistered { .. }
-                | Event::ManufacturerCaAdded { .. },
+                | Event::ManufacturerCaAdded { .. }
+                | Event::AlertChanged { .. },
             ) => continue,
             Err(RecvError::Closed) => return,
         };

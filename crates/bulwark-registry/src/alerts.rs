@@ -124,10 +124,12 @@ impl Registry {
                 "an alert cannot be re-opened; acknowledge or resolve it".into(),
             ));
         }
-        Ok(self
+        let alert = self
             .store
             .set_alert_state(id, to, reason, op.actor())
-            .await?)
+            .await?;
+        self.bus.publish(Event::AlertChanged { id, action: None });
+        Ok(alert)
     }
 
     /// Approves, refuses or releases one action of an alert.
@@ -197,6 +199,10 @@ impl Registry {
                     .await?;
             }
         }
+        self.bus.publish(Event::AlertChanged {
+            id: alert,
+            action: Some(action_id),
+        });
         self.store.get_alert(alert).await?.ok_or_else(not_found)
     }
 
@@ -256,7 +262,17 @@ impl Registry {
         let _ = self
             .apply(&alert, &added, &params, responder, op.actor())
             .await?;
+        self.bus.publish(Event::AlertChanged {
+            id: alert.id,
+            action: Some(added.id),
+        });
         self.store.get_alert(alert.id).await?.ok_or_else(not_found)
+    }
+
+    /// An alert as the system sees it (no operator: for the pipeline's
+    /// notices to the sinks).
+    pub async fn alert_for_notice(&self, id: i64) -> Result<Option<Alert>, RegistryError> {
+        Ok(self.store.get_alert(id).await?)
     }
 
     // --- detection ----------------------------------------------------------
@@ -303,6 +319,52 @@ impl Registry {
             }
         }
         Ok(done)
+    }
+
+    /// After a restart: enforces again the applied throttles and address
+    /// blocks (the gateway keeps them in memory), each for the rest of its
+    /// time (a block whose time is up is left to the timer, which releases
+    /// it). Quarantine, revocation and decommissioning are device and
+    /// certificate state and need nothing. Returns how many were restored.
+    pub async fn alerts_reapply(&self, responder: &dyn Responder) -> Result<usize, RegistryError> {
+        let applied = self
+            .store
+            .applied_alert_actions(vec![ActionKind::Throttle, ActionKind::Block], 100_000)
+            .await?;
+        let now = OffsetDateTime::now_utc();
+        let mut restored = 0;
+        for DueAlertAction {
+            alert,
+            action,
+            params,
+        } in applied
+        {
+            let ok = match (action.action, &alert.device) {
+                (ActionKind::Throttle, Some(device)) => {
+                    let (rate, burst) = throttle_params(&params);
+                    responder.throttle(device, rate, burst).await
+                }
+                (ActionKind::Block, _) => {
+                    let left = action
+                        .release_at
+                        .map_or(DEFAULT_BLOCK_SECS as f64, |t| (t - now).as_seconds_f64());
+                    match source_of(&alert) {
+                        Some(ip) if left >= 1.0 => {
+                            responder
+                                .block_source(ip, std::time::Duration::from_secs_f64(left))
+                                .await
+                        }
+                        _ => false,
+                    }
+                }
+                _ => false,
+            };
+            if ok {
+                restored += 1;
+                tracing::info!(alert = alert.id, action = action.id, kind = action.action.as_str(), entity = %alert.entity, "response action enforced again after a restart");
+            }
+        }
+        Ok(restored)
     }
 
     /// Carries out a scheduled action and records the outcome.
@@ -376,14 +438,7 @@ impl Registry {
         match kind {
             ActionKind::Notify | ActionKind::Block => Ok(None),
             ActionKind::Throttle => {
-                let rate = params
-                    .get("rate_per_sec")
-                    .and_then(serde_json::Value::as_f64)
-                    .unwrap_or(DEFAULT_THROTTLE.0);
-                let burst = params
-                    .get("burst")
-                    .and_then(serde_json::Value::as_f64)
-                    .unwrap_or(DEFAULT_THROTTLE.1);
+                let (rate, burst) = throttle_params(params);
                 match responder.throttle(device, rate, burst).await {
                     true => Ok(None),
                     false => Ok(Some("already throttled".into())),
@@ -532,4 +587,18 @@ pub fn alert_filter(
         state,
         limit: limit.unwrap_or(100),
     }
+}
+
+/// A throttle step's rate and burst, or the defaults.
+fn throttle_params(params: &serde_json::Value) -> (f64, f64) {
+    let get = |k: &str, d: f64| {
+        params
+            .get(k)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(d)
+    };
+    (
+        get("rate_per_sec", DEFAULT_THROTTLE.0),
+        get("burst", DEFAULT_THROTTLE.1),
+    )
 }

@@ -56,6 +56,13 @@ pub enum Event {
         name: ManufacturerCaName,
         devices: Vec<DeviceId>,
     },
+    /// An operator acknowledged, resolved or escalated alert `id`, or
+    /// approved, refused or released its `action`: the alert sinks hear of
+    /// it. (The detection pipeline's own changes reach them directly.)
+    AlertChanged {
+        id: i64,
+        action: Option<i64>,
+    },
 }
 
 /// Publisher handle; cheap to clone.

@@ -545,3 +545,75 @@ async fn a_source_address_is_blocked_for_its_time_and_device_actions_do_not_appl
         .unwrap_err();
     assert!(err.to_string().contains("source addresses"), "{err}");
 }
+
+/// After a restart the gateway has forgotten its throttles and blocks: the
+/// applied ones are enforced again (blocks for the rest of their time),
+/// released ones and other kinds are not.
+#[tokio::test]
+async fn applied_throttles_and_blocks_are_enforced_again_after_a_restart() {
+    let f = fixture().await;
+    let r = &f.registry;
+    let before = Recorder::default();
+    let d1 = f.enrolled("g", "d1").await;
+    let d2 = f.enrolled("g", "d2").await;
+    let throttle = |rate: f64| {
+        step(
+            0,
+            ActionKind::Throttle,
+            ActionState::Scheduled,
+            serde_json::json!({ "rate_per_sec": rate, "burst": 3.0, "release_after_secs": 600 }),
+        )
+    };
+    let mut both = vec![throttle(2.0)];
+    both.push(step(
+        1,
+        ActionKind::Restrict,
+        ActionState::Scheduled,
+        serde_json::json!({ "release_after_secs": 600 }),
+    ));
+    r.alerts_raise(finding(&d1, "rule:flood", both))
+        .await
+        .unwrap();
+    let RaiseOutcome::Opened(released) = r
+        .alerts_raise(finding(&d2, "rule:flood", vec![throttle(5.0)]))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let mut src = finding(&d1, "rule:credential-stuffing", vec![]);
+    src.device = None;
+    src.entity = "source:127.0.0.77".into();
+    src.dedup = "rule:credential-stuffing:source:127.0.0.77".into();
+    src.actions = vec![step(
+        0,
+        ActionKind::Block,
+        ActionState::Scheduled,
+        serde_json::json!({ "release_after_secs": 300 }),
+    )];
+    r.alerts_raise(src).await.unwrap();
+    r.alerts_run_due(&before, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    // d2's throttle is released by an operator before the restart.
+    let id = released.actions[0].id;
+    r.alert_action_command(&f.admin, released.id, id, ActionCommand::Release, &before)
+        .await
+        .unwrap();
+
+    let after = Recorder::default();
+    let n = r.alerts_reapply(&after).await.unwrap();
+    assert_eq!(n, 2);
+    let mut calls = after.calls();
+    calls.sort();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1], "throttle d1 2 3");
+    // The block keeps (about) the rest of its 300 s, not a fresh term.
+    let secs: u64 = calls[0]
+        .strip_prefix("block 127.0.0.77 ")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    assert!((290..300).contains(&secs), "{secs}");
+    // Quarantine is device state: it needs no re-applying.
+    assert_eq!(state_of(&f, &d1).await, DeviceState::Quarantined);
+}

@@ -311,7 +311,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         });
     }
     // Detection and response: gateway events in, alerts and actions out.
-    crate::detect::spawn(cfg.detect.clone(), registry.clone(), gateway.clone())?;
+    let detect_stats =
+        crate::detect::spawn(cfg.detect.clone(), registry.clone(), gateway.clone()).await?;
     let limits = Limits::new(cfg.limits);
     limits.spawn_pruner();
     let app = bulwark_api::router(Arc::new(AppState {
@@ -319,6 +320,10 @@ pub async fn run(cfg: Config) -> Result<()> {
         limits,
         gateway: Some(gateway.clone()),
         metrics: ApiMetrics::default(),
+        extra_metrics: detect_stats
+            .into_iter()
+            .map(|s| s as Arc<dyn bulwark_api::RenderMetrics>)
+            .collect(),
     }));
     let url = format!("https://{}", host_port(api_addr));
     tracing::info!(%url, %mqtt_addr, "API and MQTT gateway (mTLS) listening");

@@ -8,14 +8,19 @@
 //!   an operator's release lifts the throttle;
 //! - a certificate used from a second address raises a takeover alert, the
 //!   device is quarantined and cut off at once, and revocation waits for
-//!   an operator's approval.
+//!   an operator's approval;
+//! - a device's window metrics are summarised to the store and read back
+//!   through the API and the CLI, by roles that may read alerts only.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bulwark_api_types::{ActionKind, ActionState, Alert, AlertQuery, AlertState, DeviceState};
+use bulwark_api_types::{
+    ActionKind, ActionState, Alert, AlertQuery, AlertState, DeviceMetrics, DeviceState,
+    MetricsQuery,
+};
 use bulwark_mqtt::{Packet, QoS, ReasonCode};
 use bulwark_types::DeviceId;
 use common::mqtt::{enroll, Raw};
@@ -225,6 +230,18 @@ fn a_flooding_device_is_detected_throttled_and_reported_to_the_webhook() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
+        // The pipeline's counters are at /metrics.
+        let text = server.client().metrics().await.unwrap();
+        let counter = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        };
+        assert!(counter("bulwark_detect_alerts_opened_total") >= 1.0);
+        assert!(counter("bulwark_detect_events_total") > 1000.0);
+        assert_eq!(counter("bulwark_detect_findings_dropped_total"), 0.0);
+
         // The evidence bundle: its hash is the alert's and the audit log's.
         let out = server.cli(&["alert", "bundle", &alert.id.to_string()]);
         assert!(out.status.success());
@@ -288,6 +305,31 @@ fn a_flooding_device_is_detected_throttled_and_reported_to_the_webhook() {
         assert_eq!(acked["state"], "acknowledged");
         let resolved = cli_json(&server, &["alert", "resolve", &alert.id.to_string()]);
         assert_eq!(resolved["state"], "resolved");
+        // What the operator did reached the webhook too, signed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = deliveries.lock().unwrap().clone();
+            let kinds: Vec<&str> = got
+                .iter()
+                .filter(|(_, j)| j["alert"]["id"] == alert.id)
+                .filter_map(|(_, j)| j["kind"].as_str())
+                .collect();
+            let released = got
+                .iter()
+                .any(|(_, j)| j["kind"] == "action.released" && j["action"]["id"] == throttle.id);
+            if released
+                && kinds.contains(&"alert.acknowledged")
+                && kinds.contains(&"alert.resolved")
+            {
+                assert!(got.iter().all(|(ok, _)| *ok), "every delivery verifies");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator changes not delivered: {kinds:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
 }
 
@@ -415,7 +457,7 @@ fn rogue_creds(dir: &std::path::Path) -> common::mqtt::Creds {
 #[test]
 fn credential_stuffing_from_an_address_gets_it_blocked_until_released() {
     // No authentication back-off: the block is the only thing that refuses.
-    let server = Server::start("[mqtt]\nauth_failures_before_backoff = 100000\n");
+    let mut server = Server::start("[mqtt]\nauth_failures_before_backoff = 100000\n");
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let rogue = rogue_creds(dir.path());
@@ -452,6 +494,18 @@ fn credential_stuffing_from_an_address_gets_it_blocked_until_released() {
         assert!(!from_attacker, "the blocked address got in");
         let _ok = Raw::device(&server, &good).await;
 
+        // A crash and restart does not lift the block (the gateway's blocks
+        // live in memory; the server enforces the applied ones again).
+        drop(_ok);
+        server.restart();
+        let from_attacker = admitted(&server, &good, Some(attacker)).await.is_some();
+        assert!(
+            !from_attacker,
+            "the blocked address got in after a restart\n{}",
+            server.log()
+        );
+        let _ok = Raw::device(&server, &good).await;
+
         // Released by an operator: the address may connect again.
         let released = cli_json(
             &server,
@@ -464,5 +518,130 @@ fn credential_stuffing_from_an_address_gets_it_blocked_until_released() {
         );
         assert_eq!(released["actions"][0]["state"], "released");
         assert!(admitted(&server, &good, Some(attacker)).await.is_some());
+    });
+}
+
+fn msgs_in(m: &DeviceMetrics) -> f64 {
+    m.summaries
+        .iter()
+        .map(|p| p.metrics.get("msgs_in").copied().unwrap_or(0.0))
+        .sum()
+}
+
+#[test]
+fn window_metrics_are_summarised_to_the_store_and_read_by_device() {
+    let server = Server::start("[response]\nsummary_interval_secs = 1\n");
+    rt().block_on(async {
+        const N: u32 = 30;
+        let creds = enroll(&server, "meters", "s-1").await;
+        let mut dev = Raw::device(&server, &creds).await;
+        for _ in 0..N {
+            dev.publish("devices/s-1/telemetry", "hello", QoS::AtMostOnce, 0)
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let id = DeviceId::new("s-1").unwrap();
+        let all = MetricsQuery::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let m = loop {
+            let m = server.client().device_metrics(&id, &all).await.unwrap();
+            let got = msgs_in(&m);
+            assert!(got <= f64::from(N), "more than published: {m:?}");
+            if got == f64::from(N) {
+                break m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "summaries count {got} of {N} messages: {m:?}\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(m.device, id);
+        let bytes: f64 = m
+            .summaries
+            .iter()
+            .map(|p| p.metrics.get("bytes_in").copied().unwrap_or(0.0))
+            .sum();
+        assert_eq!(bytes, f64::from(N * 5), "5-byte payloads");
+        assert!(
+            m.summaries.windows(2).all(|w| w[0].start >= w[1].start),
+            "newest first"
+        );
+        assert!(m
+            .summaries
+            .iter()
+            .all(|p| p.end > p.start && p.active_windows >= 1));
+
+        // A limit, and the CLI (JSON and table).
+        let one = MetricsQuery {
+            limit: Some(1),
+            ..MetricsQuery::default()
+        };
+        let newest = server.client().device_metrics(&id, &one).await.unwrap();
+        assert_eq!(newest.summaries, m.summaries[..1]);
+        let json = cli_json(&server, &["device", "metrics", "s-1", "--since", "1h"]);
+        assert_eq!(json["device"], "s-1");
+        let cli_sum: f64 = json["summaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["metrics"]["msgs_in"].as_f64().unwrap_or(0.0))
+            .sum();
+        assert_eq!(cli_sum, f64::from(N));
+        let out = server.cli(&["device", "metrics", "s-1"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("START"));
+
+        // Unknown device, bad query.
+        let ghost = DeviceId::new("ghost").unwrap();
+        let e = server
+            .client()
+            .device_metrics(&ghost, &all)
+            .await
+            .unwrap_err();
+        assert_eq!(common::problem(e).0, 404);
+        let bad = MetricsQuery {
+            since: Some("yesterday".into()),
+            ..MetricsQuery::default()
+        };
+        let (status, detail) =
+            common::problem(server.client().device_metrics(&id, &bad).await.unwrap_err());
+        assert_eq!(status, 400);
+        assert!(detail.contains("RFC 3339"), "{detail}");
+        let too_many = MetricsQuery {
+            limit: Some(1001),
+            ..MetricsQuery::default()
+        };
+        let e = server
+            .client()
+            .device_metrics(&id, &too_many)
+            .await
+            .unwrap_err();
+        assert_eq!(common::problem(e).0, 400);
+
+        // A release manager reads the inventory but not alerts, nor these.
+        let out = server.cli(&[
+            "token",
+            "create",
+            "--name",
+            "rel",
+            "--role",
+            "release_manager",
+            "--output",
+            "json",
+        ]);
+        let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let token = token["token"].as_str().unwrap().to_owned();
+        let e = server
+            .client_with(Some(token))
+            .device_metrics(&id, &all)
+            .await
+            .unwrap_err();
+        assert_eq!(common::problem(e).0, 403);
     });
 }

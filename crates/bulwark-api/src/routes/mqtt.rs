@@ -170,6 +170,9 @@ pub(crate) async fn metrics(
     if let Some(gw) = &s.gateway {
         gw.render_metrics(&mut out);
     }
+    for m in &s.extra_metrics {
+        m.render_metrics(&mut out);
+    }
     s.metrics.render_prometheus(&mut out);
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], out).into_response())
 }

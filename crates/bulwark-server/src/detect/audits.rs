@@ -225,7 +225,7 @@ pub(super) fn cert_too_old(
     Some(device_finding(
         "cert-too-old",
         d,
-        Severity::Low,
+        Severity::Medium,
         format!(
             "certificate {} of {} was issued {} and never renewed",
             c.info.serial.to_hex(),
@@ -407,7 +407,7 @@ pub(super) fn silent_device(
     Some(device_finding(
         "silent-device",
         d,
-        Severity::Low,
+        Severity::Medium,
         format!("{} has not been seen {}", d.device.id, relative(now, last)),
         json!({
             "last_activity": rfc3339(last),

@@ -164,7 +164,7 @@ fn cert_too_old_after_the_maximum_age() {
     );
     let f = cert_too_old(&old, NOW, days(400)).expect("issued 500 days ago");
     assert_eq!(f.detector, "audit:cert-too-old");
-    assert_eq!(f.severity, Severity::Low);
+    assert_eq!(f.severity, Severity::Medium);
     assert_eq!(f.dedup_key, "audit:cert-too-old:device:d1");
     let young = posture(
         DeviceState::Active,
@@ -283,7 +283,7 @@ fn silent_devices_by_their_last_activity() {
     d.device.last_seen_at = Some(NOW - days(10));
     let f = silent_device(&d, false, None, NOW, silent).expect("silent for 10 days");
     assert_eq!(f.detector, "audit:silent-device");
-    assert_eq!(f.severity, Severity::Low);
+    assert_eq!(f.severity, Severity::Medium);
     assert!(f.title.contains("10 days ago"), "{}", f.title);
     assert!(
         silent_device(&d, true, None, NOW, silent).is_none(),

@@ -1,6 +1,8 @@
 //! The pipeline task: gateway events into the engine, the agent's reports
 //! parsed, a short ring of recent events per device for evidence, and
-//! findings turned into alerts with their bundle and planned actions.
+//! findings turned into alerts with their bundle and planned actions; every
+//! `summary_interval_secs`, the engine's period summaries handed to the
+//! summary writer (`summaries.rs`) without waiting for it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -8,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bulwark_detect::{Engine, EntityRef, Finding, ObsKind, Observation, Proto};
+use bulwark_detect::{Engine, EntityRef, Finding, ObsKind, Observation, PeriodSummary, Proto};
 use bulwark_gateway::{Gateway, GatewayEvent, ReportKind};
 use bulwark_registry::Registry;
 use bulwark_store::NewAlert;
@@ -116,6 +118,28 @@ impl Pipeline {
         let window = Duration::from_millis(self.engine.config().window_ms.max(100));
         let mut tick = tokio::time::interval(window);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Period summaries go to their writer beside the loop, which never
+        // waits on the store.
+        let every = self.settings.response.summary_interval_secs;
+        let summaries_on = every > 0;
+        let period = Duration::from_secs(every.max(1));
+        let mut summarise = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        summarise.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (summary_tx, summary_rx) =
+            mpsc::channel::<Vec<PeriodSummary>>(super::summaries::SUMMARY_QUEUE);
+        if summaries_on {
+            tokio::spawn(super::summaries::write(
+                summary_rx,
+                registry.clone(),
+                self.stats.clone(),
+                self.settings.response.summary_retention_days,
+            ));
+        } else {
+            tracing::warn!(
+                "detection metric summaries are off ([response] summary_interval_secs = 0)"
+            );
+            self.engine.set_summaries(false);
+        }
         // Group lookups run beside the loop, which never waits on the store.
         let (want_tx, mut want_rx) = mpsc::channel::<String>(4096);
         let (group_tx, mut group_rx) = mpsc::channel::<(String, Option<String>)>(4096);
@@ -148,6 +172,7 @@ impl Pipeline {
                     self.groups.insert(id, group);
                 }
                 _ = tick.tick() => self.on_tick(),
+                _ = summarise.tick(), if summaries_on => self.on_summary(&summary_tx),
             }
         }
     }
@@ -513,12 +538,29 @@ impl Pipeline {
         let mut findings = self.engine.tick(now_ms());
         findings.append(&mut self.extra);
         let min = self.settings.response.min_alert_severity;
-        for f in findings.into_iter().filter(|f| f.severity >= min) {
+        for f in findings {
+            if f.severity < min {
+                self.stats
+                    .findings_below_min
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             self.stats.findings.fetch_add(1, Ordering::Relaxed);
             let alert = self.alert(f);
             if self.raise.try_send(Raise { alert }).is_err() {
                 self.stats.findings_dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Hands the period's summaries to the writer; if it is still busy
+    /// with earlier ones, the period is dropped and counted.
+    fn on_summary(&mut self, writer: &mpsc::Sender<Vec<PeriodSummary>>) {
+        let batch = self.engine.take_summaries();
+        if !batch.is_empty() && writer.try_send(batch).is_err() {
+            self.stats
+                .summary_batches_dropped
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

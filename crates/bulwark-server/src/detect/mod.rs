@@ -24,6 +24,7 @@
 mod audits;
 mod events;
 pub mod playbook;
+mod summaries;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use anyhow::{Context, Result};
 use bulwark_api::GatewayResponder;
 use bulwark_detect::{DetectConfig, Engine};
 use bulwark_gateway::Gateway;
-use bulwark_registry::Registry;
+use bulwark_registry::{Event, Registry};
 use bulwark_sinks::{Dispatcher, Notice, SinkConfig};
 use bulwark_store::{NewAlert, RaiseOutcome};
 use bulwark_types::{DeviceId, Severity};
@@ -59,7 +60,9 @@ pub struct DetectSettings {
 pub struct ResponseFile {
     /// Whether the detection and response pipeline runs at all.
     pub enabled: bool,
-    /// Findings below this severity are not recorded as alerts.
+    /// Findings below this severity are not recorded as alerts (they are
+    /// counted). Default medium: low findings (a topic or source address
+    /// never seen before, peer outliers) are context, not alarms.
     pub min_alert_severity: Severity,
     /// After an alert is resolved, the same finding stays quiet this long.
     pub suppress_secs: u64,
@@ -78,13 +81,28 @@ pub struct ResponseFile {
     /// `audit:silent-device` when an active device was last seen more than
     /// this many days ago.
     pub silent_days: u32,
+    /// Seconds between summaries of detection's window metrics written to
+    /// the store (`GET /v1/devices/{id}/metrics`); 0 turns them off. Each
+    /// is one row per entity (device, source address, service) active in
+    /// the interval, so the volume is about `active entities × 86400 /
+    /// interval` rows a day: at the default 60 s, 1,440 per always-active
+    /// device; a 1,000,000-device fleet is capped by `[detect]
+    /// max_entities` (default 200,000) at ~290 million rows (tens of GB) a
+    /// day, so a fleet that large wants 900 s or more, or a shorter
+    /// retention. Written in chunks beside the pipeline, which never waits
+    /// for them: a period the store cannot keep up with is dropped and
+    /// counted.
+    pub summary_interval_secs: u64,
+    /// Summaries whose period ended longer ago than this many days are
+    /// deleted (as new ones are written).
+    pub summary_retention_days: u32,
 }
 
 impl Default for ResponseFile {
     fn default() -> Self {
         ResponseFile {
             enabled: true,
-            min_alert_severity: Severity::Low,
+            min_alert_severity: Severity::Medium,
             suppress_secs: 600,
             event_buffer: 1 << 16,
             firmware_floor: None,
@@ -92,6 +110,8 @@ impl Default for ResponseFile {
             cert_expiry_warn_days: 7,
             cert_max_age_days: 400,
             silent_days: 7,
+            summary_interval_secs: 60,
+            summary_retention_days: 7,
         }
     }
 }
@@ -114,10 +134,16 @@ impl DetectSettings {
                 "[response] audit_interval_secs must be at most 604800 (0 turns the audits off)"
             );
         }
+        if r.summary_interval_secs > 86_400 {
+            anyhow::bail!(
+                "[response] summary_interval_secs must be at most 86400 (0 turns the summaries off)"
+            );
+        }
         for (key, value, max) in [
             ("cert_expiry_warn_days", r.cert_expiry_warn_days, 3650),
             ("cert_max_age_days", r.cert_max_age_days, 36_500),
             ("silent_days", r.silent_days, 3650),
+            ("summary_retention_days", r.summary_retention_days, 3650),
         ] {
             if !(1..=max).contains(&value) {
                 anyhow::bail!("[response] {key} must be between 1 and {max}");
@@ -133,10 +159,85 @@ pub struct DetectStats {
     pub events: AtomicU64,
     pub findings: AtomicU64,
     pub findings_dropped: AtomicU64,
+    /// Findings below `min_alert_severity` (not alerts).
+    pub findings_below_min: AtomicU64,
     pub alerts_opened: AtomicU64,
     pub alerts_updated: AtomicU64,
     pub alerts_suppressed: AtomicU64,
     pub bad_reports: AtomicU64,
+    /// Metric summary rows written to the store.
+    pub summary_rows: AtomicU64,
+    /// Summary periods dropped because the store was still writing
+    /// earlier ones.
+    pub summary_batches_dropped: AtomicU64,
+    /// Summary writes (one chunk of a period each) the store refused.
+    pub summary_batches_failed: AtomicU64,
+}
+
+impl bulwark_api::RenderMetrics for DetectStats {
+    fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let counters: [(&str, &AtomicU64, &str); 11] = [
+            (
+                "events_total",
+                &self.events,
+                "Gateway events and device reports the detection pipeline consumed.",
+            ),
+            (
+                "findings_total",
+                &self.findings,
+                "Findings raised as alerts (at or above min_alert_severity).",
+            ),
+            (
+                "findings_dropped_total",
+                &self.findings_dropped,
+                "Findings dropped because the alert queue was full.",
+            ),
+            (
+                "findings_below_min_total",
+                &self.findings_below_min,
+                "Findings below min_alert_severity (counted, not alerts).",
+            ),
+            ("alerts_opened_total", &self.alerts_opened, "Alerts opened."),
+            (
+                "alerts_updated_total",
+                &self.alerts_updated,
+                "Findings folded into an open alert (de-duplication).",
+            ),
+            (
+                "alerts_suppressed_total",
+                &self.alerts_suppressed,
+                "Findings suppressed after their alert was resolved.",
+            ),
+            (
+                "bad_reports_total",
+                &self.bad_reports,
+                "Device posture or inventory reports that did not parse.",
+            ),
+            (
+                "summary_rows_total",
+                &self.summary_rows,
+                "Metric summary rows written to the store.",
+            ),
+            (
+                "summary_batches_dropped_total",
+                &self.summary_batches_dropped,
+                "Metric summary periods dropped while the store was busy.",
+            ),
+            (
+                "summary_batches_failed_total",
+                &self.summary_batches_failed,
+                "Metric summary writes the store refused.",
+            ),
+        ];
+        for (name, value, help) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP bulwark_detect_{name} {help}\n# TYPE bulwark_detect_{name} counter\nbulwark_detect_{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 /// A finding on its way to the store.
@@ -144,9 +245,11 @@ struct Raise {
     alert: NewAlert,
 }
 
-/// Starts the pipeline, the alerter and the action timer. Returns `None`
-/// when detection is disabled.
-pub fn spawn(
+/// Enforces again the throttles and address blocks a restart lifted, then
+/// starts the pipeline, the alerter and the action timer (call it before
+/// the gateway accepts connections). Returns `None` when detection is
+/// disabled.
+pub async fn spawn(
     settings: DetectSettings,
     registry: Arc<Registry>,
     gateway: Gateway,
@@ -162,6 +265,13 @@ pub fn spawn(
     };
     let stats = Arc::new(DetectStats::default());
     let responder = GatewayResponder(Some(gateway.clone()));
+    // Throttles and address blocks live in the gateway's memory: a restart
+    // must not lift them.
+    match registry.alerts_reapply(&responder).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(restored = n, "throttles and address blocks enforced again"),
+        Err(e) => tracing::error!(error = %e, "cannot restore throttles and address blocks"),
+    }
     let (raise_tx, raise_rx) = tokio::sync::mpsc::channel::<Raise>(4096);
     if settings.response.audit_interval_secs == 0 {
         tracing::warn!("scheduled posture audits are off ([response] audit_interval_secs = 0)");
@@ -182,6 +292,11 @@ pub fn spawn(
         responder.clone(),
         dispatcher.clone(),
         stats.clone(),
+    ));
+    tokio::spawn(operator_notices(
+        registry.bus().subscribe(),
+        registry.clone(),
+        dispatcher.clone(),
     ));
     tokio::spawn(action_timer(registry, responder, dispatcher, stats.clone()));
     tracing::info!(
@@ -224,6 +339,43 @@ async fn alerter(
     }
 }
 
+/// Tells the sinks what operators did to alerts (acknowledge, resolve,
+/// approve, refuse, release, escalate), from the registry's bus.
+async fn operator_notices(
+    mut bus: tokio::sync::broadcast::Receiver<Event>,
+    registry: Arc<Registry>,
+    dispatcher: Arc<Dispatcher>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let (id, action) = match bus.recv().await {
+            Ok(Event::AlertChanged { id, action }) => (id, action),
+            Ok(_) => continue,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "the alert sinks missed {n} registry events (operator changes to alerts among them)"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let alert = match registry.alert_for_notice(id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(alert = id, error = %e, "cannot read an alert for the sinks");
+                continue;
+            }
+        };
+        let notice = match action.and_then(|a| alert.actions.iter().find(|x| x.id == a).cloned()) {
+            Some(action) => Notice::Action { alert, action },
+            None => Notice::Alert(alert),
+        };
+        dispatcher.dispatch(notice);
+    }
+}
+
 async fn run_due(registry: &Registry, responder: &GatewayResponder, dispatcher: &Dispatcher) {
     match registry
         .alerts_run_due(responder, OffsetDateTime::now_utc())
@@ -258,10 +410,14 @@ async fn action_timer(
                 events = s.events.load(Ordering::Relaxed),
                 findings = s.findings.load(Ordering::Relaxed),
                 findings_dropped = s.findings_dropped.load(Ordering::Relaxed),
+                findings_below_min = s.findings_below_min.load(Ordering::Relaxed),
                 alerts_opened = s.alerts_opened.load(Ordering::Relaxed),
                 alerts_updated = s.alerts_updated.load(Ordering::Relaxed),
                 alerts_suppressed = s.alerts_suppressed.load(Ordering::Relaxed),
                 bad_reports = s.bad_reports.load(Ordering::Relaxed),
+                summary_rows = s.summary_rows.load(Ordering::Relaxed),
+                summary_batches_dropped = s.summary_batches_dropped.load(Ordering::Relaxed),
+                summary_batches_failed = s.summary_batches_failed.load(Ordering::Relaxed),
                 "detection"
             );
         }

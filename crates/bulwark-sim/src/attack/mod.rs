@@ -67,7 +67,8 @@ posture report (devices/<id>/posture, QoS 1) after every connect and every
 8-12 s; a reconnect now and then (exponential, mean 10 min); back-off and
 reconnect when the server cuts them off. One random device is the attacker.
 After the attack starts, alerts are polled every --poll-ms until the attack
-is detected and contained or --timeout seconds pass.
+is detected and contained, or detected and not contained --contain-grace
+seconds later, or --timeout seconds pass.
 
   credential-stuffing  from --attacker-ip (default 127.0.0.77): 50 TLS
                 connection attempts/s (at most 256 in flight), alternating a
@@ -196,6 +197,10 @@ pub(crate) struct ScenarioArgs {
     /// containment (default 60; 300 for slow-drift).
     #[arg(long)]
     timeout: Option<u64>,
+    /// Seconds to wait for containment once the attack is detected (the
+    /// run then ends "detected, not contained").
+    #[arg(long, default_value_t = 30)]
+    contain_grace: u64,
     /// benign: length of the simulated day, seconds.
     #[arg(long, default_value_t = 600)]
     day_seconds: u64,
@@ -254,6 +259,7 @@ struct Plan {
     devices: usize,
     warmup: Duration,
     timeout: Duration,
+    contain_grace: Duration,
     day: Duration,
     poll: Duration,
     broker: std::net::SocketAddr,
@@ -272,6 +278,7 @@ fn validate(a: &ScenarioArgs) -> Result<Plan> {
     crate::check_range("--warmup", a.warmup, 0, crate::MAX_SECONDS)?;
     let timeout = a.timeout.unwrap_or(a.name.default_timeout());
     crate::check_range("--timeout", timeout, 1, crate::MAX_SECONDS)?;
+    crate::check_range("--contain-grace", a.contain_grace, 0, crate::MAX_SECONDS)?;
     crate::check_range("--day-seconds", a.day_seconds, 24, 24 * 3600)?;
     crate::check_range("--poll-ms", a.poll_ms, 10, 10_000)?;
     crate::check_range("--concurrency", a.concurrency as u64, 1, 1024)?;
@@ -295,6 +302,7 @@ fn validate(a: &ScenarioArgs) -> Result<Plan> {
         devices: a.devices,
         warmup: Duration::from_secs(a.warmup),
         timeout: Duration::from_secs(timeout),
+        contain_grace: Duration::from_secs(a.contain_grace),
         day: Duration::from_secs(a.day_seconds),
         poll: Duration::from_millis(a.poll_ms),
         broker,
@@ -601,9 +609,19 @@ pub(crate) async fn run(a: ScenarioArgs) -> Result<Value> {
         let tick = Instant::now();
         poller.poll(attack_start_opt).await;
         outcome = summary::evaluate(poller.alerts.values(), &target, attack_start_opt, &fleet);
-        if plan.name != Name::Benign && outcome.detected() && outcome.contained() {
-            eprintln!("scenario: detected and contained");
-            break;
+        if plan.name != Name::Benign && outcome.detected() {
+            if outcome.contained() {
+                eprintln!("scenario: detected and contained");
+                break;
+            }
+            let detected_at = attack_at + outcome.time_to_detect.unwrap_or_default();
+            if Instant::now() >= detected_at + plan.contain_grace {
+                eprintln!(
+                    "scenario: detected, not contained within {} s",
+                    plan.contain_grace.as_secs()
+                );
+                break;
+            }
         }
         if Instant::now() >= end_at {
             if plan.name != Name::Benign {
@@ -634,6 +652,7 @@ pub(crate) async fn run(a: ScenarioArgs) -> Result<Value> {
     // what arrived while stopping to the false positives only.
     outcome.false_positive_devices = outcome_final.false_positive_devices;
     outcome.false_positive_alerts = outcome_final.false_positive_alerts;
+    outcome.false_positive_detectors = outcome_final.false_positive_detectors;
     outcome.other_alerts = outcome_final.other_alerts;
     outcome.attacker_alerts = outcome_final.attacker_alerts;
     progress("end", poller.alerts.len());
@@ -661,6 +680,7 @@ pub(crate) async fn run(a: ScenarioArgs) -> Result<Value> {
         "attacker_alerts": outcome.attacker_alerts,
         "false_positive_devices": outcome.false_positive_devices.len(),
         "false_positive_alerts": outcome.false_positive_alerts,
+        "false_positive_detectors": outcome.false_positive_detectors,
         "other_alerts": outcome.other_alerts,
         "alerts_api": poller.api.name(),
         "alert_polls": poller.polls,

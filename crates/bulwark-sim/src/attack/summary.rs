@@ -29,6 +29,9 @@ pub(crate) struct Alert {
     pub(crate) detector: String,
     #[serde(default)]
     pub(crate) severity: Option<String>,
+    /// Only its `mode` is read (spike, drift, peer), to tell baselines apart.
+    #[serde(default)]
+    pub(crate) evidence: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) first_seen: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -152,6 +155,8 @@ pub(crate) struct Outcome {
     pub(crate) false_positive_devices: BTreeSet<String>,
     /// Alerts about benign fleet devices.
     pub(crate) false_positive_alerts: usize,
+    /// Those alerts by detector, to see where false positives come from.
+    pub(crate) false_positive_detectors: BTreeMap<String, usize>,
     /// Alerts about neither the attacker nor a fleet device (other
     /// sources, services, the fleet).
     pub(crate) other_alerts: usize,
@@ -203,6 +208,11 @@ pub(crate) fn evaluate<'a>(
         } else if let Some(d) = device_of(a).filter(|d| fleet.contains(*d)) {
             out.false_positive_alerts += 1;
             out.false_positive_devices.insert(d.to_owned());
+            let key = match a.evidence.get("mode").and_then(|m| m.as_str()) {
+                Some(mode) => format!("{}:{mode}", a.detector),
+                None => a.detector.clone(),
+            };
+            *out.false_positive_detectors.entry(key).or_default() += 1;
         } else {
             out.other_alerts += 1;
         }
@@ -280,6 +290,7 @@ mod tests {
             entity: entity.to_owned(),
             detector: format!("rule:r{id}"),
             severity: Some("high".into()),
+            evidence: serde_json::Value::Null,
             first_seen: at(first),
             last_seen: at(last),
             actions: Vec::new(),
@@ -360,6 +371,10 @@ mod tests {
             BTreeSet::from(["dev-b".to_owned()])
         );
         assert_eq!(out.false_positive_alerts, 1);
+        assert_eq!(
+            out.false_positive_detectors,
+            BTreeMap::from([("rule:r5".to_owned(), 1)])
+        );
         assert_eq!(out.other_alerts, 2);
 
         // Before the attack nothing is a detection.
