@@ -419,6 +419,20 @@ pub(super) fn add_action(
     Ok((must_get(tx.conn, alert)?, action))
 }
 
+/// Each (action id, alert id) with its alert, action and parameters.
+fn with_alerts(conn: &Connection, ids: Vec<(i64, i64)>) -> Result<Vec<DueAlertAction>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for (action_id, alert_id) in ids {
+        let (action, params) = action(conn, action_id)?;
+        out.push(DueAlertAction {
+            alert: must_get(conn, alert_id)?,
+            action,
+            params,
+        });
+    }
+    Ok(out)
+}
+
 /// Applied actions of `kinds`, oldest first.
 pub(super) fn applied(
     conn: &Connection,
@@ -440,16 +454,7 @@ pub(super) fn applied(
         }
     }
     drop(rows);
-    let mut out = Vec::with_capacity(ids.len());
-    for (action_id, alert_id) in ids {
-        let (action, params) = action(conn, action_id)?;
-        out.push(DueAlertAction {
-            alert: must_get(conn, alert_id)?,
-            action,
-            params,
-        });
-    }
-    Ok(out)
+    with_alerts(conn, ids)
 }
 
 pub(super) fn due(conn: &Connection, now: OffsetDateTime) -> Result<Vec<DueAlertAction>> {
@@ -463,14 +468,5 @@ pub(super) fn due(conn: &Connection, now: OffsetDateTime) -> Result<Vec<DueAlert
     let ids = stmt
         .query_map([now], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut out = Vec::with_capacity(ids.len());
-    for (action_id, alert_id) in ids {
-        let (action, params) = action(conn, action_id)?;
-        out.push(DueAlertAction {
-            alert: must_get(conn, alert_id)?,
-            action,
-            params,
-        });
-    }
-    Ok(out)
+    with_alerts(conn, ids)
 }
