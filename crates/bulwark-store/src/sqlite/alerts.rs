@@ -439,21 +439,18 @@ pub(super) fn applied(
     kinds: &[ActionKind],
     limit: u32,
 ) -> Result<Vec<DueAlertAction>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, alert, action FROM alert_actions WHERE state = 'applied' ORDER BY id",
-    )?;
-    let mut ids = Vec::new();
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let kind: String = r.get(2)?;
-        if kinds.iter().any(|k| k.as_str() == kind) {
-            ids.push((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
-            if ids.len() >= limit as usize {
-                break;
-            }
-        }
-    }
-    drop(rows);
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    // The kinds as a JSON array: one cached statement whatever their number.
+    let kinds = serde_json::Value::from(kinds).to_string();
+    let ids = conn
+        .prepare_cached(
+            "SELECT id, alert FROM alert_actions WHERE state = 'applied' \
+             AND action IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?2",
+        )?
+        .query_map(params![kinds, limit], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     with_alerts(conn, ids)
 }
 
